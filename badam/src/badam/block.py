@@ -1,0 +1,241 @@
+"""BlockOptimizer: layer-wise BAdam (Algorithm 1 of arXiv 2404.02827).
+
+Block coordinate descent over the model's blocks with Adam as the inner solver: only the active
+block is trainable, it takes K = `switch_block_every` steps of the base optimizer, then the next
+block (in `switch_mode` order) takes over and the old block's master copies and optimizer states
+are freed. With a bf16 model the memory is 2M bytes for the model plus ~16M/D for the active block.
+
+The "one line change" of the paper:
+
+    base = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.0)
+    optimizer = BlockOptimizer(base, list(model.named_parameters()), switch_block_every=100,
+                               switch_mode="random")
+    # ... the usual loop: loss.backward(); optimizer.step(); scheduler.step(); optimizer.zero_grad()
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim import Optimizer
+
+from .partition import assign_blocks, infer_block_prefixes, normalize_prefix_list
+from .precision import MasterCopies
+from .schedule import BlockSchedule
+
+logger = logging.getLogger("badam")
+
+
+def _is_rank_zero() -> bool:
+    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or torch.distributed.get_rank() == 0
+
+
+class BlockOptimizer(Optimizer):
+    """Wraps `base_optimizer` so that only one block of parameters trains at a time.
+
+    Args:
+        base_optimizer: any per-parameter torch optimizer built on the model's parameters (its param
+            groups keep their own lr / weight decay / betas per parameter).
+        named_parameters_list: `list(model.named_parameters())`.
+        block_prefix_list: custom partition, a list of blocks, each a prefix or a list of prefixes;
+            inferred from the names (one block per layer) when None.
+        switch_block_every: K, the optimizer steps each block takes before the switch.
+        switch_mode: "random", "ascending", "descending" or "fixed".
+        start_block: the first active block (random: the rest of the first block-epoch is random).
+        active_modules: name substrings of parameters that stay trainable throughout (e.g. a task head).
+        include_embedding / include_lm_head: add the embedding / LM head as extra blocks.
+        verbose: 0 silent, 1 logs each switch, 2 also the trainable parameter names.
+        log_fn: called as log_fn({"block": ..., "global_step": ..., "block_epoch": ...}) at each switch.
+        seed: seed of the random block order.
+    """
+
+    def __init__(
+        self,
+        base_optimizer: Optimizer,
+        named_parameters_list: Iterable[tuple[str, nn.Parameter]],
+        block_prefix_list: Sequence[str | Sequence[str]] | None = None,
+        switch_block_every: int = 50,
+        start_block: int | None = None,
+        switch_mode: str = "descending",
+        active_modules: Sequence[str] = (),
+        include_embedding: bool = False,
+        include_lm_head: bool = False,
+        verbose: int = 1,
+        log_fn: Callable[[dict[str, Any]], None] | None = None,
+        seed: int = 0,
+    ) -> None:
+        if not isinstance(base_optimizer, Optimizer):
+            raise TypeError(f"base_optimizer must be a torch.optim.Optimizer, got {type(base_optimizer).__name__}")
+        self.base_optimizer = base_optimizer
+        # Optimizer.__setstate__ installs the hook registries and the step profiling wrapper without
+        # creating param groups of our own: ours are the base optimizer's.
+        self.__setstate__({"defaults": base_optimizer.defaults})
+        self.verbose = verbose
+        self.log_fn = log_fn
+
+        named = list(named_parameters_list)
+        self.named_params = dict(named)
+        self.name_of = {param: name for name, param in named}
+        self.group_of = self._map_groups(named)
+        trainable = [name for name, param in named if param.requires_grad]
+        if not trainable:
+            raise ValueError("no trainable parameters: every parameter has requires_grad=False")
+
+        active = tuple(active_modules)
+        self.always_active = [self.named_params[n] for n in trainable if any(m in n for m in active)]
+        prefixes = (
+            normalize_prefix_list(block_prefix_list)
+            if block_prefix_list is not None
+            else infer_block_prefixes(list(self.named_params), include_embedding, include_lm_head)
+        )
+        # Blocks are matched against every name (a prefix that matches nothing is a typo), then keep
+        # only what trains: frozen weights under PEFT and the always-active modules drop out.
+        trains = set(trainable) - {self.name_of[p] for p in self.always_active}
+        members = assign_blocks(list(self.named_params), prefixes)
+        kept = [(p, [n for n in m if n in trains]) for p, m in zip(prefixes, members)]
+        kept = [(p, m) for p, m in kept if m]
+        if not kept:
+            raise ValueError("no trainable parameter falls in any block")
+        self.block_prefixes = [p for p, _ in kept]
+        self.blocks = [[self.named_params[n] for n in m] for _, m in kept]
+
+        self.schedule = BlockSchedule(len(self.blocks), switch_block_every, switch_mode, start_block, seed)
+        self.masters = MasterCopies()
+        for param in self.named_params.values():
+            param.requires_grad_(False)
+            param.grad = None
+        self.masters.create(self.always_active)
+        for param in self.always_active:
+            param.requires_grad_(True)
+        self.active_block: int | None = None
+        self._activate(self.schedule.current)
+
+    def _map_groups(self, named: list[tuple[str, nn.Parameter]]) -> dict[nn.Parameter, int]:
+        group_of: dict[nn.Parameter, int] = {}
+        for index, group in enumerate(self.base_optimizer.param_groups):
+            for param in group["params"]:
+                if param not in self.name_of:
+                    raise ValueError(
+                        "the base optimizer holds a parameter (shape "
+                        f"{tuple(param.shape)}) that is not in named_parameters_list"
+                    )
+                group_of[param] = index
+        for name, param in named:
+            if param.requires_grad and param not in group_of:
+                raise ValueError(f"trainable parameter {name!r} is missing from the base optimizer's param_groups")
+        return group_of
+
+    # torch.optim.Optimizer's contract: the groups (and state) are the base optimizer's, so lr
+    # schedulers, gradient clipping utilities and checkpointing all see one source of truth.
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        return self.base_optimizer.param_groups
+
+    @param_groups.setter
+    def param_groups(self, groups: list[dict[str, Any]]) -> None:
+        self.base_optimizer.param_groups = groups
+
+    @property
+    def state(self) -> dict:
+        return self.base_optimizer.state
+
+    @state.setter
+    def state(self, state: dict) -> None:
+        self.base_optimizer.state = state
+
+    @property
+    def trainable_params(self) -> list[nn.Parameter]:
+        """The model parameters that currently train: the active block and the active modules."""
+        return self.blocks[self.active_block] + self.always_active
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def global_step(self) -> int:
+        return self.schedule.global_step
+
+    def _activate(self, block: int) -> None:
+        """Free the old block's masters and states, make `block` trainable, point the groups at it."""
+        if self.active_block is not None:
+            old = self.blocks[self.active_block]
+            for param in old:
+                param.requires_grad_(False)
+                param.grad = None
+                self.base_optimizer.state.pop(self.masters.optimized(param), None)
+            self.masters.release(old)
+        self.active_block = block
+        new = self.blocks[block]
+        self.masters.create(new)
+        for param in new:
+            param.requires_grad_(True)
+        for index, group in enumerate(self.base_optimizer.param_groups):
+            group["params"] = [self.masters.optimized(p) for p in self.trainable_params if self.group_of[p] == index]
+        if self.verbose and _is_rank_zero():
+            logger.info(
+                "BAdam: block %d/%d active (%s), %d parameters, global step %d",
+                block, self.num_blocks, ", ".join(self.block_prefixes[block]),
+                sum(p.numel() for p in new), self.schedule.global_step,
+            )
+            if self.verbose > 1:
+                logger.debug("trainable: %s", [self.name_of[p] for p in self.trainable_params])
+        if self.log_fn is not None:
+            self.log_fn({"block": block, "global_step": self.schedule.global_step, "block_epoch": self.schedule.block_epoch})
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One inner step on the active block, then the switch if the block has had its K steps.
+
+        The gradients of low-precision parameters are consumed (upcast and freed) here, one tensor at
+        a time, so the block's fp32 gradient never exists as a whole.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        self.masters.step(self.base_optimizer, self.trainable_params, self.group_of)
+        if self.schedule.advance():
+            self._activate(self.schedule.current)
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for param in self.trainable_params:
+            if param.grad is None:
+                continue
+            if set_to_none:
+                param.grad = None
+            else:
+                param.grad.detach_().zero_()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything an exact resume needs besides the model weights themselves."""
+        return {
+            "schedule": self.schedule.state_dict(),
+            "active_block": self.active_block,
+            "masters": {self.name_of[p]: m for p, m in self.masters.master_of.items()},
+            "base_optimizer": self.base_optimizer.state_dict(),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the block, its fp32 masters and the base optimizer's state (load the model first)."""
+        self.schedule.load_state_dict(state_dict["schedule"])
+        self._activate(state_dict["active_block"])
+        for name, saved in state_dict["masters"].items():
+            if name not in self.named_params:
+                raise KeyError(f"checkpoint holds a master copy of {name!r}, which this model does not have")
+            master = self.masters.master_of.get(self.named_params[name])
+            if master is None:
+                raise KeyError(f"checkpoint holds a master copy of {name!r}, which is not trainable now")
+            master.copy_(saved)
+        self.base_optimizer.load_state_dict(state_dict["base_optimizer"])
+
+    def __repr__(self) -> str:
+        return (
+            f"BlockOptimizer({type(self.base_optimizer).__name__}, blocks={self.num_blocks}, "
+            f"K={self.schedule.switch_every}, mode={self.schedule.mode!r}, active={self.active_block})"
+        )

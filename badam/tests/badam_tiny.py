@@ -1,0 +1,24 @@
+"""Tiny models shared by the badam tests: Llamas with hidden size 64 built from configs, and batches."""
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+
+def tiny_llama_config(layers: int = 2, vocab: int = 128) -> LlamaConfig:
+    return LlamaConfig(
+        vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
+        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64,
+    )
+
+
+def tiny_llama(layers: int = 2, dtype: torch.dtype = torch.float32, seed: int = 0) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(tiny_llama_config(layers)).to(dtype)
+
+
+def batch(seed: int = 0, size: int = 4, length: int = 16, vocab: int = 128) -> torch.Tensor:
+    return torch.randint(0, vocab, (size, length), generator=torch.Generator().manual_seed(seed))
+
+
+def lm_loss(model: torch.nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
+    return model(input_ids=input_ids, labels=input_ids).loss

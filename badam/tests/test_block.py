@@ -1,0 +1,286 @@
+"""BlockOptimizer: the update rule, block switching, mixed precision, resume and the error paths."""
+
+import copy
+import io
+
+import pytest
+import torch
+from badam_tiny import batch, lm_loss, tiny_llama
+from peft import LoraConfig, get_peft_model
+
+from badam import BlockOptimizer
+
+
+def decay_groups(model, weight_decay=0.1, lr=1e-2):
+    """Trainer-style groups: matrices decay, norms (1-d) do not."""
+    decay = [p for _, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for _, p in model.named_parameters() if p.ndim < 2]
+    return [
+        {"params": decay, "weight_decay": weight_decay, "lr": lr},
+        {"params": no_decay, "weight_decay": 0.0, "lr": lr * 3},
+    ]
+
+
+def train(model, optimizer, steps, seed0=0, scheduler=None):
+    for step in range(steps):
+        lm_loss(model, batch(seed0 + step)).backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+
+def test_active_block_follows_adamw_exactly_fp32():
+    model = tiny_llama(layers=3)
+    reference = copy.deepcopy(model)
+    k = 4
+    optimizer = BlockOptimizer(
+        torch.optim.AdamW(decay_groups(model), foreach=False), list(model.named_parameters()),
+        switch_block_every=k, switch_mode="ascending", start_block=1,
+    )
+    block = [p for n, p in reference.named_parameters() if n.startswith("model.layers.1.")]
+    for p in reference.parameters():
+        p.requires_grad_(p in set(block))
+    groups = decay_groups(reference)
+    for group in groups:
+        group["params"] = [p for p in group["params"] if p.requires_grad]
+    adamw = torch.optim.AdamW(groups, foreach=False)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    train(model, optimizer, k)
+    train(reference, adamw, k)
+    for (name, ours), theirs in zip(model.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6, msg=name)
+        if not name.startswith("model.layers.1."):
+            assert torch.equal(ours, before[name]), f"inactive {name} moved"
+    assert optimizer.active_block == 2
+
+
+def test_bf16_master_accumulates_updates_below_bf16_resolution():
+    # A constant gradient makes each Adam step move the weight by ~lr. 1e-4 is far below the bf16
+    # spacing of weights near 1 (2**-7), so pure bf16 AdamW never moves, while the fp32 master must
+    # accumulate every step and the bf16 weight follow once the sum crosses a bf16 step.
+    lr, steps = 1e-4, 60
+    weight = torch.nn.Parameter(torch.ones(8, 8, dtype=torch.bfloat16))
+    named = [("model.layers.0.w", weight)]
+    optimizer = BlockOptimizer(torch.optim.Adam([weight], lr=lr, foreach=False), named, switch_block_every=1000)
+    plain = torch.nn.Parameter(torch.ones(8, 8, dtype=torch.bfloat16))
+    plain_adam = torch.optim.Adam([plain], lr=lr, foreach=False)
+    full = torch.nn.Parameter(torch.ones(8, 8))
+    full_adam = torch.optim.Adam([full], lr=lr, foreach=False)
+    for _ in range(steps):
+        for param, opt in ((weight, optimizer), (plain, plain_adam), (full, full_adam)):
+            param.sum().backward()
+            opt.step()
+            opt.zero_grad()
+    master = optimizer.masters.master_of[weight]
+    assert master.dtype == torch.float32
+    torch.testing.assert_close(master, full.detach(), rtol=0, atol=0)
+    torch.testing.assert_close(master, torch.full_like(master, 1 - steps * lr), rtol=0, atol=5e-6)
+    assert torch.equal(weight, master.to(torch.bfloat16))
+    assert weight.float().max() < 1, "the bf16 weight must follow the master"
+    assert torch.equal(plain, torch.ones_like(plain)), "control: pure bf16 Adam loses these updates"
+
+
+def test_switch_frees_old_block_and_keeps_gradients_off_inactive_blocks():
+    model = tiny_llama(layers=3, dtype=torch.bfloat16)
+    optimizer = BlockOptimizer(
+        torch.optim.AdamW(model.parameters(), lr=1e-3), list(model.named_parameters()),
+        switch_block_every=2, switch_mode="ascending",
+    )
+    for step in range(6):
+        lm_loss(model, batch(step)).backward()
+        active = set(optimizer.trainable_params)
+        with_grad = {p for p in model.parameters() if p.grad is not None}
+        assert with_grad == active, "only the active block may hold gradients"
+        assert set(optimizer.masters.master_of) == active
+        assert all(m.dtype == torch.float32 for m in optimizer.masters.master_of.values())
+        optimizer.step()
+        optimizer.zero_grad()
+        masters = {id(m) for m in optimizer.masters.master_of.values()}
+        assert {id(p) for p in optimizer.state} <= masters, "states of an old block survived the switch"
+        requires = {n for n, p in model.named_parameters() if p.requires_grad}
+        assert requires == {n for n, p in model.named_parameters() if p in set(optimizer.trainable_params)}
+
+
+def test_fp32_model_has_no_duplicate_copy():
+    model = tiny_llama()
+    optimizer = BlockOptimizer(torch.optim.AdamW(model.parameters(), lr=1e-3), list(model.named_parameters()))
+    train(model, optimizer, 2)
+    assert optimizer.masters.master_of == {}
+    assert {id(p) for g in optimizer.param_groups for p in g["params"]} == {id(p) for p in optimizer.trainable_params}
+
+
+def test_weight_decay_stays_per_group():
+    # With a zero loss gradient Adam's step is 0, so only decoupled weight decay moves weights:
+    # decay-group weights shrink by (1 - lr * wd) per step, no-decay ones stay put.
+    model = tiny_llama(dtype=torch.bfloat16)
+    groups = decay_groups(model, weight_decay=0.5, lr=0.1)
+    optimizer = BlockOptimizer(torch.optim.AdamW(groups), list(model.named_parameters()), switch_block_every=10, start_block=0)
+    block = {n: p.detach().float().clone() for n, p in model.named_parameters() if n.startswith("model.layers.0.")}
+    for _ in range(3):
+        (0 * sum(p.sum() for p in model.parameters() if p.requires_grad)).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    for name, initial in block.items():
+        master = optimizer.masters.master_of[dict(model.named_parameters())[name]]
+        expected = initial * (1 - 0.1 * 0.5) ** 3 if initial.ndim >= 2 else initial
+        torch.testing.assert_close(master, expected, rtol=1e-6, atol=1e-6, msg=name)
+
+
+def test_scheduler_lr_reaches_the_inner_step():
+    model = tiny_llama()
+    base = torch.optim.SGD(model.parameters(), lr=1.0)
+    optimizer = BlockOptimizer(base, list(model.named_parameters()), switch_block_every=2, switch_mode="ascending")
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 ** step)
+    weight = dict(model.named_parameters())["model.layers.0.mlp.up_proj.weight"]
+    for step in range(2):
+        before = weight.detach().clone()
+        lm_loss(model, batch(step)).backward()
+        grad = weight.grad.clone()
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+        torch.testing.assert_close(weight, before - 0.5**step * grad)
+    assert optimizer.param_groups[0]["initial_lr"] == 1.0
+    assert optimizer.active_block == 1
+
+
+def test_gradient_accumulation_equals_one_big_step():
+    model = tiny_llama()
+    twin = copy.deepcopy(model)
+    opts = [
+        BlockOptimizer(torch.optim.AdamW(m.parameters(), lr=1e-2, foreach=False), list(m.named_parameters()), switch_block_every=3)
+        for m in (model, twin)
+    ]
+    inputs = batch(0, size=8)
+    for _ in range(4):
+        for micro in inputs.chunk(2):
+            (lm_loss(model, micro) / 2).backward()
+        opts[0].step()
+        opts[0].zero_grad()
+        (lm_loss(twin, inputs[:4]) / 2 + lm_loss(twin, inputs[4:]) / 2).backward()
+        opts[1].step()
+        opts[1].zero_grad()
+    for a, b in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def test_active_modules_train_throughout_and_keep_their_state():
+    model = tiny_llama(dtype=torch.bfloat16)
+    optimizer = BlockOptimizer(
+        torch.optim.AdamW(model.parameters(), lr=1e-3), list(model.named_parameters()),
+        switch_block_every=1, switch_mode="ascending", active_modules=["model.norm."],
+    )
+    norm = dict(model.named_parameters())["model.norm.weight"]
+    for step in range(4):
+        lm_loss(model, batch(step)).backward()
+        assert norm.grad is not None
+        optimizer.step()
+        optimizer.zero_grad()
+    master = optimizer.masters.master_of[norm]
+    assert optimizer.state[master]["step"].item() == 4, "the always-active module's Adam state was reset"
+    assert all(p is not norm for block in optimizer.blocks for p in block)
+
+
+def test_embedding_and_lm_head_blocks():
+    model = tiny_llama()
+    optimizer = BlockOptimizer(
+        torch.optim.AdamW(model.parameters()), list(model.named_parameters()),
+        include_embedding=True, include_lm_head=True, switch_mode="ascending", switch_block_every=1,
+    )
+    assert optimizer.num_blocks == 4
+    assert optimizer.block_prefixes[0] == ["model.embed_tokens."] and optimizer.block_prefixes[-1] == ["lm_head."]
+    frozen = dict(model.named_parameters())["model.norm.weight"]
+    train(model, optimizer, 4)
+    assert not frozen.requires_grad, "a parameter in no block must stay frozen"
+
+
+def test_lora_only_active_block_adapters_train():
+    model = get_peft_model(tiny_llama(layers=3), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    optimizer = BlockOptimizer(
+        torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.0),
+        list(model.named_parameters()), switch_block_every=2, switch_mode="ascending",
+    )
+    assert optimizer.num_blocks == 3
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    lm_loss(model, batch(0)).backward()
+    optimizer.step()
+    for name, param in model.named_parameters():
+        moved = not torch.equal(param, before[name])
+        should_move = "lora_B" in name and ".layers.0." in name  # lora_B starts at zero: only its grad is nonzero
+        assert moved == should_move, name
+        assert param.requires_grad == ("lora_" in name and ".layers.0." in name)
+
+
+def save_load(state):
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_exact_resume(dtype):
+    steps, stop = 11, 5  # stop inside a block (K=3), with random order crossing a block-epoch
+
+    def build(model):
+        base = torch.optim.AdamW(decay_groups(model), foreach=False)
+        optimizer = BlockOptimizer(base, list(model.named_parameters()), switch_block_every=3, switch_mode="random", seed=5)
+        return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+
+    straight = tiny_llama(layers=3, dtype=dtype)
+    optimizer, scheduler = build(straight)
+    train(straight, optimizer, steps, scheduler=scheduler)
+
+    first = tiny_llama(layers=3, dtype=dtype)
+    optimizer, scheduler = build(first)
+    train(first, optimizer, stop, scheduler=scheduler)
+    checkpoint = save_load(
+        {"model": first.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+    )
+
+    resumed = tiny_llama(layers=3, dtype=dtype, seed=123)
+    resumed.load_state_dict(checkpoint["model"])
+    optimizer, scheduler = build(resumed)
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    scheduler.load_state_dict(checkpoint["scheduler"])
+    assert optimizer.global_step == stop
+    train(resumed, optimizer, steps - stop, seed0=stop, scheduler=scheduler)
+    for (name, a), b in zip(straight.named_parameters(), resumed.parameters()):
+        assert torch.equal(a, b), f"{name} differs after resume"
+
+
+def test_errors():
+    model = tiny_llama()
+    named = list(model.named_parameters())
+    adamw = lambda: torch.optim.AdamW(model.parameters())  # noqa: E731
+    with pytest.raises(ValueError, match="positive integer"):
+        BlockOptimizer(adamw(), named, switch_block_every=0)
+    with pytest.raises(ValueError, match="unknown switch_mode 'zigzag'"):
+        BlockOptimizer(adamw(), named, switch_mode="zigzag")
+    with pytest.raises(ValueError, match="start_block=7 is out of range"):
+        BlockOptimizer(adamw(), named, start_block=7)
+    with pytest.raises(ValueError, match="'model.layer.1.' .*matches no parameter"):
+        BlockOptimizer(adamw(), named, block_prefix_list=[["model.layers.0."], ["model.layer.1."]])
+    with pytest.raises(ValueError, match="'model.layers.1.* is missing from the base optimizer"):
+        partial = torch.optim.AdamW([p for n, p in named if not n.startswith("model.layers.1.")])
+        BlockOptimizer(partial, named)
+    with pytest.raises(ValueError, match="not in named_parameters_list"):
+        BlockOptimizer(adamw(), named[:-1])
+    with pytest.raises(TypeError, match="torch.optim.Optimizer"):
+        BlockOptimizer("adam", named)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        BlockOptimizer(adamw(), named)
+
+
+def test_zero_grad_without_set_to_none_keeps_zeroed_buffers():
+    model = tiny_llama()
+    optimizer = BlockOptimizer(torch.optim.SGD(model.parameters(), lr=0.1), list(model.named_parameters()))
+    lm_loss(model, batch(0)).backward()
+    optimizer.zero_grad(set_to_none=False)
+    grads = [p.grad for p in optimizer.trainable_params]
+    assert all(g is not None and not g.any() for g in grads)
+    optimizer.zero_grad()
+    assert all(p.grad is None for p in optimizer.trainable_params)
