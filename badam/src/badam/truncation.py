@@ -8,8 +8,8 @@ blocks is enough for a plain model. Two Hugging Face habits defeat it:
 * reentrant checkpointing gives a layer's parameters gradients only if the layer's *input* requires
   grad, so removing that hook alone would leave the active block without gradients.
 
-`truncate_backward` removes the hook and, for reentrant checkpointing, makes only the active
-block's input require grad. It is idempotent; call it again after (re-)enabling checkpointing
+`truncate_backward` removes the hook, runs the layers below the active block without
+checkpointing, and, for reentrant checkpointing, makes only the active block's input require grad. It is idempotent; call it again after (re-)enabling checkpointing
 (`badam.hf` does, at the start of training).
 
     model.gradient_checkpointing_enable()
@@ -29,18 +29,27 @@ if TYPE_CHECKING:
     from .block import BlockOptimizer
 
 
-class _ActiveInputRequiresGrad:
-    """A layer's checkpoint function that gives the active block's input requires_grad=True."""
+class _TruncatingCheckpoint:
+    """A layer's checkpoint function that knows which block is active.
 
-    def __init__(self, checkpoint_fn: Callable[..., Any], optimizer: BlockOptimizer, block: int) -> None:
+    Below the active block nothing needs gradients, so the layer runs plainly (checkpointing would
+    only add overhead, and reentrant checkpointing a warning). For reentrant checkpointing the active
+    block's input is made to require grad, since that is how its parameters get gradients there.
+    """
+
+    def __init__(self, checkpoint_fn: Callable[..., Any], layer: nn.Module, optimizer: BlockOptimizer, block: int) -> None:
         self.checkpoint_fn = checkpoint_fn
+        self.layer = layer
         self.optimizer = optimizer
         self.block = block
+        self.reentrant = _is_reentrant(checkpoint_fn)
 
     def __call__(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        if self.optimizer.active_block == self.block and args and torch.is_tensor(args[0]):
-            hidden = args[0]
-            if torch.is_grad_enabled() and hidden.is_floating_point() and not hidden.requires_grad:
+        hidden = args[0] if args and torch.is_tensor(args[0]) else None
+        if hidden is not None and torch.is_grad_enabled() and not hidden.requires_grad:
+            if not any(p.requires_grad for p in self.layer.parameters()):
+                return function(*args, **kwargs)
+            if self.reentrant and self.optimizer.active_block == self.block and hidden.is_floating_point():
                 args = (hidden.detach().requires_grad_(True), *args[1:])
         return self.checkpoint_fn(function, *args, **kwargs)
 
@@ -70,7 +79,5 @@ def truncate_backward(model: nn.Module, optimizer: BlockOptimizer) -> None:
             except AttributeError:
                 continue  # a prefix of parameter names that is not a module path
             checkpoint_fn = getattr(layer, "_gradient_checkpointing_func", None)
-            if checkpoint_fn is None or isinstance(checkpoint_fn, _ActiveInputRequiresGrad):
-                continue
-            if _is_reentrant(checkpoint_fn):
-                layer._gradient_checkpointing_func = _ActiveInputRequiresGrad(checkpoint_fn, optimizer, block)
+            if checkpoint_fn is not None and not isinstance(checkpoint_fn, _TruncatingCheckpoint):
+                layer._gradient_checkpointing_func = _TruncatingCheckpoint(checkpoint_fn, layer, optimizer, block)

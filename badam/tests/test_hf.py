@@ -1,0 +1,100 @@
+"""BAdam through transformers.Trainer: one call to set up, checkpointing, exact resume."""
+
+import logging
+
+import pytest
+import torch
+from badam_tiny import tiny_llama
+from torch.utils.data import Dataset
+from transformers import Trainer, TrainingArguments
+
+from badam import BlockOptimizer
+from badam.hf import badam_trainer_kwargs
+
+
+class RepeatTask(Dataset):
+    """Sequences that repeat their first half: learnable, so the loss must fall."""
+
+    def __init__(self, size: int, length: int = 16, vocab: int = 128) -> None:
+        generator = torch.Generator().manual_seed(0)
+        half = torch.randint(3, vocab, (size, length // 2), generator=generator)
+        self.input_ids = torch.cat([half, half], dim=1)
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"input_ids": self.input_ids[index], "labels": self.input_ids[index]}
+
+
+def training_args(output_dir, max_steps, **overrides) -> TrainingArguments:
+    options = dict(
+        output_dir=str(output_dir), max_steps=max_steps, per_device_train_batch_size=2,
+        gradient_accumulation_steps=2, gradient_checkpointing=True, learning_rate=5e-3,
+        lr_scheduler_type="cosine", warmup_steps=1, weight_decay=0.01, logging_steps=1,
+        save_strategy="steps", save_steps=3, report_to=[], use_cpu=True, seed=0,
+        dataloader_num_workers=0, disable_tqdm=True,
+    )
+    return TrainingArguments(**(options | overrides))
+
+
+def run(output_dir, max_steps, resume=None, seed=0):
+    model = tiny_llama(layers=3, dtype=torch.bfloat16, seed=seed)
+    args = training_args(output_dir, max_steps)
+    trainer = Trainer(
+        model=model, args=args, train_dataset=RepeatTask(16),
+        **badam_trainer_kwargs(model, args, switch_block_every=2, switch_mode="random", verbose=0),
+    )
+    trainer.train(resume_from_checkpoint=resume)
+    return model, trainer
+
+
+def block_optimizer(trainer: Trainer) -> BlockOptimizer:
+    return trainer.optimizer.optimizer  # the Trainer wraps it in accelerate's AcceleratedOptimizer
+
+
+def test_one_call_sets_up_badam(tmp_path):
+    model, trainer = run(tmp_path, max_steps=8)
+    optimizer = block_optimizer(trainer)
+    assert isinstance(optimizer, BlockOptimizer)
+    assert trainer.lr_scheduler.optimizer.optimizer is optimizer
+    assert optimizer.base_optimizer.param_groups[0]["lr"] == trainer.lr_scheduler.get_last_lr()[0]
+    assert optimizer.global_step == 8 and optimizer.schedule.block_epoch == 1
+    decays = {g["weight_decay"] for g in optimizer.base_optimizer.param_groups}
+    assert decays == {0.01, 0.0}
+    assert not getattr(model, "_require_grads_hooks", None), "backward truncation was not applied"
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert losses[-1] < losses[0]
+    assert {h["badam_active_block"] for h in trainer.state.log_history if "loss" in h} <= {0, 1, 2}
+
+
+def test_resume_from_checkpoint_is_exact(tmp_path):
+    straight, _ = run(tmp_path / "straight", max_steps=8)
+    assert (tmp_path / "straight" / "checkpoint-3" / "optimizer.pt").exists()
+    resumed, trainer = run(tmp_path / "resumed", max_steps=8, resume=str(tmp_path / "straight" / "checkpoint-3"), seed=1)
+    assert block_optimizer(trainer).global_step == 8
+    for (name, a), b in zip(straight.named_parameters(), resumed.parameters()):
+        assert torch.equal(a, b), f"{name} differs after resume"
+
+
+def test_unsupported_base_optimizer_is_explained(tmp_path, monkeypatch):
+    # Whole-model optimizers (LOMO, GaLore) come back from the Trainer with the model or the param
+    # groups in their kwargs; BAdam cannot use them as a per-parameter inner solver.
+    model = tiny_llama()
+    monkeypatch.setattr(Trainer, "get_optimizer_cls_and_kwargs", staticmethod(lambda args, model: (torch.optim.SGD, {"model": model})))
+    with pytest.raises(ValueError, match="not a per-parameter torch optimizer"):
+        badam_trainer_kwargs(model, training_args(tmp_path, 1))
+
+
+def test_trainer_optim_choice_is_the_base_optimizer(tmp_path):
+    model = tiny_llama()
+    kwargs = badam_trainer_kwargs(model, training_args(tmp_path, 1, optim="sgd", learning_rate=0.3))
+    base = kwargs["optimizers"][0].base_optimizer
+    assert type(base) is torch.optim.SGD and base.param_groups[0]["lr"] == 0.3
+
+
+def test_switches_are_logged_on_rank_zero(tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="badam"):
+        model = tiny_llama()
+        badam_trainer_kwargs(model, training_args(tmp_path, 1), switch_mode="ascending")
+    assert "block 0/2 active (model.layers.0.)" in caplog.text
