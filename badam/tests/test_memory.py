@@ -1,0 +1,286 @@
+"""Tests of badam.memory: held-bytes counting, the CPU peak tracker, and the paper's memory estimates."""
+
+import json
+
+import pytest
+import torch
+from badam_tiny import tiny_llama_config
+from transformers import LlamaForCausalLM
+
+from badam.memory import (
+    BUILTIN_MODELS,
+    GB,
+    METHODS,
+    count_parameters,
+    enable_cpu_allocation_accounting,
+    estimate,
+    held_bytes,
+    main,
+    track_peak,
+)
+
+MB = 1 << 20
+
+
+# --- counting parameters without weights ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "total", "layer"),
+    [
+        # layer = 4 attention projections (fewer k/v heads under GQA) + 3 MLP matrices + 2 norms
+        ("llama2-7b", 6_738_415_616, 4 * 4096**2 + 3 * 4096 * 11008 + 2 * 4096),
+        ("llama3-8b", 8_030_261_248, 2 * 4096**2 + 2 * 4096 * 1024 + 3 * 4096 * 14336 + 2 * 4096),
+        ("llama2-13b", 13_015_864_320, 4 * 5120**2 + 3 * 5120 * 13824 + 2 * 5120),
+        ("llama2-70b", 68_976_648_192, 2 * 8192**2 + 2 * 8192 * 1024 + 3 * 8192 * 28672 + 2 * 8192),
+    ],
+)
+def test_builtin_parameter_counts(name, total, layer):
+    count = count_parameters(name)
+    config = BUILTIN_MODELS[name].config
+    embedding = config["vocab_size"] * config["hidden_size"]
+    assert count.total == total
+    assert len(count.layers) == config["num_hidden_layers"]
+    assert {b.numel for b in count.layers} == {layer}
+    assert count.embedding.numel == count.lm_head.numel == embedding  # untied
+    assert count.total == len(count.layers) * layer + 2 * embedding + config["hidden_size"]  # + final norm
+
+
+def test_count_of_a_real_module_matches_its_parameters():
+    model = LlamaForCausalLM(tiny_llama_config(layers=2, vocab=256))
+    count = count_parameters(model)
+    assert count.total == sum(p.numel() for p in model.parameters())
+    assert [b.name for b in count.layers] == ["model.layers.0.", "model.layers.1."]
+    assert count.layers[0].numel == 4 * 64 * 64 + 3 * 64 * 128 + 2 * 64
+    assert count.layers[0].largest_tensor == 64 * 128
+    assert count.layers[0].lora_dims == 4 * (64 + 64) + 3 * (64 + 128)
+
+
+@pytest.mark.parametrize("as_dir", [False, True])
+def test_config_json_path(tmp_path, as_dir):
+    config = tiny_llama_config(layers=3, vocab=256)
+    config.save_pretrained(tmp_path)
+    path = tmp_path if as_dir else tmp_path / "config.json"
+    expected = sum(p.numel() for p in LlamaForCausalLM(config).parameters())
+    assert count_parameters(path).total == expected
+    assert count_parameters(str(path)).total == expected
+    assert estimate("adam", path).table1.total == 18 * expected
+
+
+def test_bad_model_name_lists_the_choices():
+    with pytest.raises(ValueError, match="llama2-7b, llama3-8b, llama2-13b, llama2-70b"):
+        count_parameters("llama9-1b")
+    with pytest.raises(ValueError, match="choose one of adam, badam, lora, lomo"):
+        estimate("sgd", "llama2-7b")
+
+
+# --- the paper's accounting ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(BUILTIN_MODELS))
+def test_adam_is_18M(name):
+    m = count_parameters(name).total
+    table1 = estimate("adam", name).table1
+    assert (table1.parameters, table1.gradients, table1.states) == (2 * m, 4 * m, 12 * m)
+    assert table1.total == 18 * m
+
+
+@pytest.mark.parametrize(("name", "blocks", "d"), [("llama2-7b", None, 32), ("llama2-7b", 8, 8), ("llama2-70b", None, 80)])
+def test_badam_is_2M_plus_16M_over_D(name, blocks, d):
+    m = count_parameters(name).total
+    result = estimate("badam", name, blocks=blocks)
+    assert result.num_blocks == d
+    assert result.formula == "2M + 16M/D"
+    assert result.table1.total == pytest.approx(2 * m + 16 * m / d, abs=2)
+    assert result.table1.gradients == pytest.approx(4 * m / d, abs=1)
+    assert result.table1.states == pytest.approx(12 * m / d, abs=2)
+
+
+def test_table12_llama2_7b_in_decimal_gigabytes():
+    result = estimate("badam", "llama2-7b")
+    paper = {"parameters": 13.4, "gradients": 0.8, "states": 2.4}  # Table 12, GB
+    ours_gb = {k: getattr(result.table12, k) / GB for k in paper}
+    for key, value in paper.items():
+        assert ours_gb[key] == pytest.approx(value, abs=0.1), key
+    # GiB does not reproduce the table: 13.48e9 bytes are 12.55 GiB.
+    assert abs(result.table12.parameters / 2**30 - paper["parameters"]) > 0.5
+    # The paper's block is a real decoder layer (embedding and head frozen), not M/D.
+    layer = 4 * 4096**2 + 3 * 4096 * 11008 + 2 * 4096
+    assert result.table12.gradients == 4 * layer
+    assert result.table12.states == 12 * layer
+
+
+def test_badam_ours_uses_the_peak_block():
+    layer = 4 * 4096**2 + 3 * 4096 * 11008 + 2 * 4096
+    plain = estimate("badam", "llama2-7b").ours
+    assert (plain.gradients, plain.master_copies) == (2 * layer, 4 * layer)
+    assert plain.optimizer_states == 8 * layer + 4 * 9  # m, v and one step counter per tensor
+    assert plain.transient == 12 * 4096 * 11008  # an MLP matrix is a layer's largest tensor
+
+    # As a block, the embedding is smaller than a layer but is one big tensor: its transient wins.
+    embedding = 32000 * 4096
+    result = estimate("badam", "llama2-7b", include_embedding=True)
+    assert result.num_blocks == 33
+    assert 14 * embedding + 12 * embedding > 14 * layer + 12 * 4096 * 11008
+    assert (result.ours.gradients, result.ours.transient) == (2 * embedding, 12 * embedding)
+    assert result.table12.gradients == round(4 * (32 * layer + embedding) / 33)
+
+
+def test_lora_and_lomo():
+    lora = estimate("lora", "llama2-7b", lora_rank=16)
+    adapters = 16 * 32 * (4 * (4096 + 4096) + 3 * (4096 + 11008))
+    m = 6_738_415_616
+    assert lora.table1.total == 2 * m + 16 * adapters
+    assert lora.table1.gradients == 4 * adapters
+    lomo = estimate("lomo", "llama2-7b")
+    assert lomo.table1.total == 2 * m + 2 * 32000 * 4096  # the embedding is the largest tensor
+
+
+def test_bad_options():
+    with pytest.raises(ValueError, match="between 1 and the 32 decoder layers"):
+        estimate("badam", "llama2-7b", blocks=33)
+    with pytest.raises(ValueError, match="rank must be positive"):
+        estimate("lora", "llama2-7b", lora_rank=0)
+    tied = tiny_llama_config()
+    tied.tie_word_embeddings = True
+    with pytest.raises(ValueError, match="no separate LM head"):
+        estimate("badam", LlamaForCausalLM(tied), include_lm_head=True)
+
+
+def test_methods_is_the_extension_point():
+    assert list(METHODS) == ["adam", "badam", "lora", "lomo"]
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+
+def test_cli_table(capsys):
+    main(["--model", "llama2-7b"])
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.split()[:1] and line.split()[0] in METHODS}
+    assert rows["adam"][1:5] == ["13.48", "26.95", "80.86", "121.29"]
+    assert rows["adam"][5] == "18M"
+    assert rows["badam"][1:5] == ["13.48", "0.84", "2.53", "16.85"]
+    assert " ".join(rows["badam"][5:]) == "2M + 16M/D (D = 32)"
+    cells = {line.split("  ")[0]: line.split() for line in out.splitlines()}
+    assert cells["paper (mean block)"][-5:] == ["13.48", "0.81", "2.43", "-", "16.71"]
+    assert cells["ours (peak block)"][-5:] == ["13.48", "0.40", "2.43", "0.54", "16.85"]
+    assert "parameters 13.4 GB, gradient 0.8 GB, optimizer states 2.4 GB" in out
+
+
+def test_cli_json_and_config(tmp_path, capsys):
+    config = tiny_llama_config(layers=2, vocab=256)
+    config.save_pretrained(tmp_path)
+    main(["--config", str(tmp_path / "config.json"), "--method", "badam", "--json"])
+    payload = json.loads(capsys.readouterr().out)
+    m = sum(p.numel() for p in LlamaForCausalLM(config).parameters())
+    (badam,) = payload["estimates"]
+    assert payload["n_params"] == m
+    assert badam["num_blocks"] == 2
+    assert badam["table1"]["total"] == 2 * m + 8 * m
+    assert badam["ours"]["gradients"] == 2 * (4 * 64 * 64 + 3 * 64 * 128 + 2 * 64)
+
+
+def test_cli_bad_model(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model", "gpt-5"])
+    assert exit_info.value.code == 2
+    assert "unknown model 'gpt-5': choose one of llama2-7b, llama3-8b, llama2-13b, llama2-70b" in capsys.readouterr().err
+
+
+# --- what an optimizer holds ---------------------------------------------------------------------
+
+
+def test_held_bytes_torch_adamw_fp32():
+    layer = torch.nn.Linear(100, 50)
+    n = 100 * 50 + 50
+    optimizer = torch.optim.AdamW(layer.parameters(), lr=1e-3)
+    layer(torch.randn(4, 100)).sum().backward()
+    before = held_bytes(optimizer, layer)
+    assert (before.parameters, before.gradients, before.master_copies, before.optimizer_states) == (4 * n, 4 * n, 0, 0)
+    optimizer.step()
+    after = held_bytes(optimizer, layer)
+    # exp_avg and exp_avg_sq in fp32, plus one 4-byte step counter per parameter tensor
+    assert after.optimizer_states == 2 * 4 * n + 2 * 4
+    assert after.master_copies == 0
+    assert after.optimizer_held == 4 * n + 8 * n + 8
+    assert after.optimized_numel == n
+    assert after.per_param()["optimizer_states"] == pytest.approx(8, abs=0.01)
+
+
+def test_held_bytes_counts_masters_and_shared_storage_once():
+    model = torch.nn.Linear(10, 10, bias=False).to(torch.bfloat16)
+    master = model.weight.detach().float().requires_grad_()
+    optimizer = torch.optim.SGD([master], lr=0.1, momentum=0.9)
+    master.grad = torch.ones_like(master)
+    optimizer.step()
+    optimizer.state[master]["alias"] = optimizer.state[master]["momentum_buffer"][:5]  # a view: no new storage
+    held = held_bytes(optimizer, model)
+    assert held.parameters == 2 * 100
+    assert held.master_copies == 4 * 100
+    assert held.gradients == 4 * 100
+    assert held.optimizer_states == 4 * 100
+
+
+def test_badam_estimate_agrees_with_block_optimizer():
+    from badam import BlockOptimizer
+
+    enable_cpu_allocation_accounting()  # before any allocation whose free the peak should see
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(tiny_llama_config(layers=2, vocab=256)).to(torch.bfloat16)
+    base = torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=False)
+    optimizer = BlockOptimizer(base, list(model.named_parameters()), verbose=0)
+    ids = torch.randint(0, 256, (2, 16))
+    ours = estimate("badam", model).ours
+
+    model(input_ids=ids, labels=ids).loss.backward()
+    grads = held_bytes(optimizer, model)  # the bf16 gradients live only until the step consumes them
+    optimizer.step()
+    after = held_bytes(optimizer, model)
+    assert after.gradients == 0
+    assert grads.gradients == ours.gradients
+    assert after.master_copies == ours.master_copies
+    assert after.optimizer_states == pytest.approx(ours.optimizer_states, rel=0.01)
+    measured = grads.gradients + after.master_copies + after.optimizer_states
+    assert measured == pytest.approx(ours.optimizer_held, rel=0.01)
+    assert after.per_param()["master_copies"] == 4
+
+    # A later step allocates no state: its peak is the per-tensor transient, bounded by ours.
+    model(input_ids=ids, labels=ids).loss.backward()
+    with track_peak("cpu") as peak:
+        optimizer.step()
+    assert 0 < peak.peak_delta_bytes <= ours.transient
+    assert peak.end_delta_bytes == -grads.gradients  # the consumed bf16 gradients
+
+
+# --- peak tracking -------------------------------------------------------------------------------
+
+
+def test_track_peak_known_pattern():
+    with track_peak("cpu") as peak:
+        a = torch.empty(1 * MB, dtype=torch.uint8)
+        b = torch.empty(2 * MB, dtype=torch.uint8)
+        c = torch.empty(3 * MB, dtype=torch.uint8)
+        del b  # 4 MB live
+        d = torch.empty(4 * MB, dtype=torch.uint8)  # 8 MB live: the peak
+        del c  # 5 MB live at exit
+    assert peak.peak_delta_bytes == 8 * MB
+    assert peak.end_delta_bytes == 5 * MB
+    del a, d
+
+
+def test_track_peak_sees_frees_of_earlier_memory():
+    enable_cpu_allocation_accounting()
+    old = torch.empty(4 * MB, dtype=torch.uint8)
+    with track_peak("cpu") as peak:
+        del old  # -4 MB
+        new = torch.empty(6 * MB, dtype=torch.uint8)  # +2 MB over the entry
+    assert peak.peak_delta_bytes == 2 * MB
+    assert peak.end_delta_bytes == 2 * MB
+    del new
+
+
+def test_track_peak_rejects_other_devices():
+    with pytest.raises(ValueError, match="cpu and cuda"):
+        with track_peak("meta"):
+            pass

@@ -1,0 +1,191 @@
+"""Benchmark the BAdam core against full AdamW and the published `badam` package, side by side.
+
+One run on one machine, so only the ratios it prints are meant to be compared:
+  * step time split into forward / backward / update, median over one block-epoch (K steps on each
+    of the D blocks, ascending order for all BAdam variants so every run sees the same depths);
+  * peak optimizer-held bytes per active parameter: gradients + fp32 masters + optimizer states held
+    before the step, plus the transient peak of the step itself (allocator-measured).
+
+The published package (PyPI `badam`, whose import name clashes with ours) is loaded from the
+folder that `pip install --no-deps --target .bench/published badam==1.4` makes; the script installs
+it there on first use unless --published off. Run:
+
+    .venv/bin/python scripts/bench_core.py                 # CPU-sized Llama: 8 layers, hidden 512, bf16, 4x256
+    .venv/bin/python scripts/bench_core.py --layers 2 --hidden 128 --seq 64   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from badam import BlockOptimizer
+from badam.memory import enable_cpu_allocation_accounting, held_bytes, track_peak
+
+ROOT = Path(__file__).resolve().parents[1]
+PUBLISHED_DIR = ROOT / ".bench" / "published"
+
+
+@dataclass
+class Args:
+    layers: int = 8  # decoder layers (= BAdam blocks D)
+    hidden: int = 512  # hidden size
+    intermediate: int = 1376  # MLP size (Llama's 2.6875 x hidden)
+    heads: int = 8  # attention heads
+    vocab: int = 32000  # vocabulary (Llama 2's)
+    batch: int = 4  # sequences per step
+    seq: int = 256  # tokens per sequence
+    switch_every: int = 4  # K
+    lr: float = 1e-5  # inner AdamW learning rate
+    published: str = "auto"  # auto: install/use the published package; off: skip it
+    memory_steps: int = 3  # steps measured for memory (crossing a block switch)
+    out: str = ""  # optional JSON file for the figures
+
+
+@dataclass
+class Result:
+    method: str
+    forward_s: float
+    backward_s: float
+    update_s: float
+    peak_bytes_per_active_param: float
+    active_params: int
+    samples: dict = field(default_factory=dict)
+
+    @property
+    def step_s(self) -> float:
+        return self.forward_s + self.backward_s + self.update_s
+
+
+def load_published():
+    if not (PUBLISHED_DIR / "badam" / "__init__.py").exists():
+        print(f"[bench] installing the published badam==1.4 into {PUBLISHED_DIR}", flush=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(PUBLISHED_DIR), "badam==1.4"],
+            check=True,
+        )
+    package = PUBLISHED_DIR / "badam"
+    spec = importlib.util.spec_from_file_location("badam_published", package / "__init__.py", submodule_search_locations=[str(package)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["badam_published"] = module
+    spec.loader.exec_module(module)
+    return module.BlockOptimizer
+
+
+def build_model(args: Args) -> LlamaForCausalLM:
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=args.intermediate,
+        num_hidden_layers=args.layers, num_attention_heads=args.heads, num_key_value_heads=args.heads,
+        max_position_embeddings=args.seq,
+    )
+    return LlamaForCausalLM(config).to(torch.bfloat16).train()
+
+
+def make_optimizer(method: str, model: LlamaForCausalLM, args: Args, published_cls):
+    """The optimizer to step, and the base AdamW whose groups and state hold what is counted."""
+    base = torch.optim.AdamW(model.parameters(), lr=args.lr, foreach=False)
+    named = list(model.named_parameters())
+    if method == "AdamW (full)":
+        return base, base
+    cls = BlockOptimizer if method == "BAdam (ours)" else published_cls
+    return cls(base, named, switch_block_every=args.switch_every, switch_mode="ascending", verbose=0), base
+
+
+def active_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def run(method: str, args: Args, published_cls) -> Result:
+    model = build_model(args)
+    optimizer, base = make_optimizer(method, model, args, published_cls)
+    inputs = torch.randint(0, args.vocab, (args.batch, args.seq), generator=torch.Generator().manual_seed(0))
+
+    def one_step(timings: dict[str, list[float]] | None = None) -> None:
+        t0 = time.perf_counter()
+        loss = model(input_ids=inputs, labels=inputs).loss
+        t1 = time.perf_counter()
+        loss.backward()
+        t2 = time.perf_counter()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        t3 = time.perf_counter()
+        if timings is not None:
+            for key, value in zip(("forward", "backward", "update"), (t1 - t0, t2 - t1, t3 - t2)):
+                timings[key].append(value)
+
+    # Memory first, on the first steps (a block's first step creates its Adam states; a later one
+    # crosses a switch), then the timing over one whole block-epoch.
+    peak_per_param = 0.0
+    for _ in range(args.memory_steps):
+        loss = model(input_ids=inputs, labels=inputs).loss
+        loss.backward()
+        n_active = active_params(model)
+        before = held_bytes(base, model).optimizer_held
+        with track_peak("cpu") as peak:
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        peak_per_param = max(peak_per_param, (before + peak.peak_delta_bytes) / n_active)
+
+    steps = args.switch_every * args.layers if method != "AdamW (full)" else args.layers
+    timings: dict[str, list[float]] = {"forward": [], "backward": [], "update": []}
+    for _ in range(steps):
+        one_step(timings)
+    return Result(
+        method=method,
+        forward_s=statistics.median(timings["forward"]),
+        backward_s=statistics.median(timings["backward"]),
+        update_s=statistics.median(timings["update"]),
+        peak_bytes_per_active_param=peak_per_param,
+        active_params=n_active,
+        samples=timings,
+    )
+
+
+def report(results: list[Result]) -> dict:
+    by = {r.method: r for r in results}
+    print(f"\n{'method':<24}{'forward s':>11}{'backward s':>12}{'update s':>10}{'step s':>9}{'peak B/active param':>21}")
+    for r in results:
+        print(f"{r.method:<24}{r.forward_s:>11.4f}{r.backward_s:>12.4f}{r.update_s:>10.4f}{r.step_s:>9.4f}{r.peak_bytes_per_active_param:>21.2f}")
+    ours, adamw, published = by["BAdam (ours)"], by["AdamW (full)"], by.get("BAdam (published 1.4)")
+    ratios = {"backward ours/AdamW": ours.backward_s / adamw.backward_s}
+    if published is not None:
+        ratios["backward published/AdamW"] = published.backward_s / adamw.backward_s
+        ratios["step ours/published"] = ours.step_s / published.step_s
+        ratios["update ours/published"] = ours.update_s / published.update_s
+    print("\nratios (targets: backward ours/AdamW <= 0.40, step ours/published <= 0.95, peak ours <= 16.0 B)")
+    for name, value in ratios.items():
+        print(f"  {name:<28}{value:.3f}")
+    return ratios
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    for name, default in asdict(Args()).items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
+    args = Args(**vars(parser.parse_args(argv)))
+    enable_cpu_allocation_accounting()
+    print(f"[bench] torch {torch.__version__}, {torch.get_num_threads()} threads; {args}", flush=True)
+    published_cls = load_published() if args.published != "off" else None
+    methods = ["BAdam (ours)", "AdamW (full)"] + (["BAdam (published 1.4)"] if published_cls else [])
+    results = []
+    for method in methods:
+        print(f"[bench] {method} ...", flush=True)
+        results.append(run(method, args, published_cls))
+    ratios = report(results)
+    if args.out:
+        Path(args.out).write_text(json.dumps({"args": asdict(args), "ratios": ratios, "results": [asdict(r) for r in results]}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
