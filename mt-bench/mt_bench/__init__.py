@@ -1,0 +1,7 @@
+"""MT-bench for the BAdam reproduction: generate answers, judge them, show Table 2.
+
+Modules, in the order a run uses them: data (FastChat's files, append-only JSONL), templates (chat
+prompts), generate (answers), prompts (the judge's messages), client (OpenAI-compatible HTTP), judge
+(judgments), scores (parsing and averages), table2 (the paper's table layout), show (tables, plot,
+W&B). fake_judge is a local judge server for the tests and for dry runs.
+"""

@@ -1,0 +1,166 @@
+"""FastChat's MT-bench files, and the append-only JSONL files every stage writes.
+
+Inputs, in FastChat's `llm_judge` layout, read from a data directory:
+
+    question.jsonl                   80 questions: question_id, category, turns (2), reference (some)
+    reference_answer/<model>.jsonl   reference answers in the model-answer format (gpt-4.jsonl)
+    judge_prompts.jsonl              judge prompts by name; FastChat keeps it one level up, in data/
+
+The default data directory is the one inside a source install of FastChat (`pip install -e .` of its
+repository); the PyPI wheel of `fschat` does not ship the data, so otherwise pass `--data_dir` (see
+README.md for the download). Outputs are JSONL written one complete line at a time and fsynced, so an
+interrupted run keeps every finished record and a rerun skips them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+
+CATEGORIES = ("writing", "roleplay", "reasoning", "math", "coding", "extraction", "stem", "humanities")
+DOWNLOAD_URL = "https://raw.githubusercontent.com/lm-sys/FastChat/main/fastchat/llm_judge/data"
+# Outputs mirror FastChat's layout below this directory: model_answer/<model_id>.jsonl and
+# model_judgment/<judge>_single.jsonl, so FastChat's own files can be dropped in and read.
+OUTPUT_DIR = Path(__file__).resolve().parents[1] / "outputs"
+
+
+def default_data_dir() -> Path | None:
+    """FastChat's own copy of the data when fschat is installed from source, else None."""
+    try:
+        import fastchat
+    except ImportError:
+        return None
+    path = Path(fastchat.__file__).parent / "llm_judge" / "data" / "mt_bench"
+    return path if (path / "question.jsonl").is_file() else None
+
+
+def resolve_data_dir(data_dir: str | None) -> Path:
+    path = Path(data_dir) if data_dir else default_data_dir()
+    if path is None or not (path / "question.jsonl").is_file():
+        where = f"{path}/question.jsonl" if path else "FastChat's source tree (fschat is not installed from source)"
+        raise FileNotFoundError(
+            f"MT-bench data not found at {where}. Pass --data_dir DIR holding question.jsonl, "
+            f"reference_answer/gpt-4.jsonl and judge_prompts.jsonl, e.g. downloaded from {DOWNLOAD_URL}/"
+            "mt_bench/question.jsonl, .../mt_bench/reference_answer/gpt-4.jsonl and .../judge_prompts.jsonl")
+    return path
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Every record of a JSONL file; a bad line is an error naming the file and line.
+
+    A last line without its newline is what a crash in the middle of a write leaves: it is dropped
+    with a warning (append_jsonl removes it before writing more)."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    lines = text.split("\n")
+    if lines[-1].strip() and not text.endswith("\n"):
+        warnings.warn(f"{path}:{len(lines)}: ignoring an unfinished last line (interrupted write)", stacklevel=2)
+    records = []
+    for lineno, line in enumerate(lines[:-1], start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
+        records.append(record)
+    return records
+
+
+def append_jsonl(path: str | Path, records: Iterable[dict]) -> None:
+    """Append records as complete lines and fsync, so a crash loses at most the line being written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _drop_unfinished_line(path)
+    with path.open("a", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def rewrite_jsonl(path: str | Path, records: Iterable[dict]) -> None:
+    """Replace a JSONL file atomically (write a sibling, then rename), so it is never half-written."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _drop_unfinished_line(path: Path) -> None:
+    # Appending after a half-written line would glue two records into one corrupt line.
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    data = path.read_bytes()
+    if not data.endswith(b"\n"):
+        with path.open("r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
+
+
+def _require(record: dict, path: Path, lineno: int, key: str, kind: type) -> object:
+    value = record.get(key)
+    if not isinstance(value, kind):
+        raise ValueError(f"{path}:{lineno}: field '{key}' must be {kind.__name__}, got {value!r:.80}")
+    return value
+
+
+def load_questions(data_dir: str | Path, begin: int | None = None, end: int | None = None) -> list[dict]:
+    """The questions of question.jsonl, checked; begin/end slice them as FastChat's do."""
+    path = Path(data_dir) / "question.jsonl"
+    questions, seen = [], set()
+    for lineno, q in enumerate(read_jsonl(path), start=1):
+        qid = _require(q, path, lineno, "question_id", int)
+        _require(q, path, lineno, "category", str)
+        turns = _require(q, path, lineno, "turns", list)
+        if not turns or not all(isinstance(t, str) for t in turns):
+            raise ValueError(f"{path}:{lineno}: 'turns' must be a non-empty list of strings")
+        if qid in seen:
+            raise ValueError(f"{path}:{lineno}: duplicate question_id {qid}")
+        seen.add(qid)
+        questions.append(q)
+    return questions[begin:end]
+
+
+def load_answers(path: str | Path) -> dict[int, dict]:
+    """Answers in FastChat's model_answer format by question_id (the last one wins, as in FastChat)."""
+    path = Path(path)
+    answers = {}
+    for lineno, a in enumerate(read_jsonl(path), start=1):
+        qid = _require(a, path, lineno, "question_id", int)
+        choices = _require(a, path, lineno, "choices", list)
+        if not choices or not isinstance(choices[0].get("turns"), list):
+            raise ValueError(f"{path}:{lineno}: 'choices' must hold at least one {{'turns': [...]}}")
+        answers[qid] = a
+    return answers
+
+
+def load_reference_answers(data_dir: str | Path, model: str = "gpt-4") -> dict[int, list[str]]:
+    """Reference answer turns by question_id, from reference_answer/<model>.jsonl."""
+    path = Path(data_dir) / "reference_answer" / f"{model}.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"reference answers not found: {path} (see --ref_model)")
+    return {qid: a["choices"][0]["turns"] for qid, a in load_answers(path).items()}
+
+
+def load_judge_prompts(data_dir: str | Path) -> dict[str, dict]:
+    """Judge prompts by name, from judge_prompts.jsonl in data_dir or its parent (FastChat's place)."""
+    data_dir = Path(data_dir)
+    candidates = [data_dir / "judge_prompts.jsonl", data_dir.parent / "judge_prompts.jsonl"]
+    path = next((p for p in candidates if p.is_file()), None)
+    if path is None:
+        raise FileNotFoundError(f"judge_prompts.jsonl not found in {data_dir} or its parent")
+    prompts = {}
+    for lineno, p in enumerate(read_jsonl(path), start=1):
+        for key in ("name", "type", "system_prompt", "prompt_template"):
+            _require(p, path, lineno, key, str)
+        prompts[p["name"]] = p
+    return prompts

@@ -1,0 +1,164 @@
+"""Answer the MT-bench questions with a Hugging Face model, as FastChat's gen_model_answer.py does.
+
+Both turns of each question are answered in one conversation (the first answer is in the context of
+the second), at FastChat's per-category temperature (greedy below 1e-4; top_p/top_k from the model's
+generation_config, as in FastChat), in batches of questions of one category. Answers go to
+<out_dir>/model_answer/<model_id>.jsonl in FastChat's format, appended batch by batch; a rerun skips
+the question ids already there, so an interrupted run loses nothing.
+
+    python -m mt_bench.generate --model_path meta-llama/Meta-Llama-3-8B --model_id llama3-8b-base \\
+        --template default --data_dir ../shared/data/mt_bench
+
+`--model_path` may be a hub name, a local directory or a LoRA adapter directory (its base model is read
+from adapter_config.json, or given with --base_model; the adapter is merged for generation).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from itertools import groupby
+from pathlib import Path
+
+import shortuuid
+import torch
+from tqdm import tqdm
+from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser
+
+from mt_bench.data import OUTPUT_DIR, append_jsonl, load_answers, load_questions, resolve_data_dir, rewrite_jsonl
+from mt_bench.templates import Prompter, make_prompter
+
+# FastChat's llm_judge temperatures by category; other categories get 0.7, as there.
+TEMPERATURE = {"writing": 0.7, "roleplay": 0.7, "extraction": 0.0, "math": 0.0, "coding": 0.0,
+               "reasoning": 0.0, "stem": 0.1, "humanities": 0.1}
+
+
+@dataclass
+class GenerateArgs:
+    model_path: str = field(metadata={"help": "hub name, local model dir or LoRA adapter dir"})
+    model_id: str = field(metadata={"help": "name of the model in the answer file and the results"})
+    template: str = field(default="default",
+                          metadata={"help": "default|alpaca|llama2|llama3|chat_template|fschat|fschat:<name>"})
+    system_message: str | None = field(default=None, metadata={"help": "replaces the template's system message"})
+    data_dir: str | None = field(default=None, metadata={"help": "dir with question.jsonl (default: FastChat's)"})
+    out_dir: str = field(default=str(OUTPUT_DIR), metadata={"help": "answers go to <out_dir>/model_answer/<model_id>.jsonl"})
+    answer_file: str | None = field(default=None, metadata={"help": "explicit answer file instead of the one in out_dir"})
+    base_model: str | None = field(default=None, metadata={"help": "base of a LoRA adapter (default: adapter_config.json's)"})
+    max_new_tokens: int = field(default=1024, metadata={"help": "answer length limit per turn (FastChat: 1024)"})
+    batch_size: int = field(default=8, metadata={"help": "questions answered together"})
+    num_choices: int = field(default=1, metadata={"help": "answers per question"})
+    dtype: str = field(default="auto", metadata={"help": "auto|bfloat16|float16|float32"})
+    device: str = field(default="auto", metadata={"help": "auto (cuda if available), cpu, cuda, cuda:1, ..."})
+    seed: int = field(default=0, metadata={"help": "sampling seed (choice i uses seed + i, as FastChat's i)"})
+    question_begin: int | None = field(default=None, metadata={"help": "slice of the questions: first index"})
+    question_end: int | None = field(default=None, metadata={"help": "slice of the questions: end index"})
+
+
+def load_model(model_path: str, base_model: str | None, dtype: str, device: str):
+    """Model and left-padding tokenizer; a LoRA adapter dir is loaded onto its base and merged."""
+    adapter_config = Path(model_path) / "adapter_config.json"
+    torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
+    if adapter_config.is_file():
+        from peft import PeftModel
+        base = base_model or json.loads(adapter_config.read_text())["base_model_name_or_path"]
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype)
+        model = PeftModel.from_pretrained(model, model_path).merge_and_unload()
+        has_tokenizer = any((Path(model_path) / f).is_file() for f in ("tokenizer.json", "tokenizer.model"))
+        tokenizer = AutoTokenizer.from_pretrained(model_path if has_tokenizer else base)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype)
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+    tokenizer.padding_side = "left"  # generation continues at the right end of every row
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return model.to(device).eval(), tokenizer
+
+
+@torch.inference_mode()
+def complete(model, tokenizer, prompter: Prompter, prompts: list[str], temperature: float, max_new_tokens: int) -> list[str]:
+    """One answer per prompt, cut at the first stop token or stop string and stripped."""
+    batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=prompter.add_special_tokens)
+    batch = batch.to(model.device)
+    # Stop strings that are single tokens (e.g. <|eot_id|>) stop generation as token ids.
+    vocab = tokenizer.get_vocab()
+    model_eos = model.generation_config.eos_token_id  # e.g. Llama 3 Instruct's <|eot_id|> besides <|end_of_text|>
+    model_eos = model_eos if isinstance(model_eos, list) else [model_eos]
+    stop_ids = {tokenizer.eos_token_id, *model_eos, *prompter.stop_token_ids, *(vocab[s] for s in prompter.stop if s in vocab)}
+    stop_ids.discard(None)
+    text_stops = [s for s in prompter.stop if s not in vocab]
+    # As in FastChat: greedy below 1e-4, else sampling at the category's temperature with the model's
+    # own generation_config for the rest (top_p, top_k).
+    kwargs = dict(max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, eos_token_id=sorted(stop_ids),
+                  do_sample=temperature >= 1e-4)
+    if kwargs["do_sample"]:
+        kwargs["temperature"] = temperature
+    if text_stops:
+        kwargs.update(stop_strings=text_stops, tokenizer=tokenizer)
+    output = model.generate(**batch, **kwargs)[:, batch["input_ids"].shape[1]:]
+    answers = []
+    for row in output.tolist():
+        ends = [i for i, t in enumerate(row) if t in stop_ids]
+        text = tokenizer.decode(row[: ends[0]] if ends else row, skip_special_tokens=True)
+        cuts = [i for i in (text.find(s) for s in prompter.stop) if i >= 0]
+        answers.append((text[: min(cuts)] if cuts else text).strip())
+    return answers
+
+
+def make_batches(questions: list[dict], size: int) -> list[list[dict]]:
+    """Runs of consecutive questions of one category, at most `size` long (one temperature each)."""
+    batches = []
+    for _, group in groupby(questions, key=lambda q: q["category"]):
+        group = list(group)
+        batches += [group[i: i + size] for i in range(0, len(group), size)]
+    return batches
+
+
+def answer_batch(model, tokenizer, prompter: Prompter, questions: list[dict], args: GenerateArgs) -> list[dict]:
+    """FastChat model_answer records for questions of one category, all turns in one conversation."""
+    temperature = TEMPERATURE.get(questions[0]["category"], 0.7)
+    choices = [[] for _ in questions]
+    for index in range(args.num_choices):
+        torch.manual_seed(args.seed + index)
+        answers = [[] for _ in questions]
+        for turn in range(max(len(q["turns"]) for q in questions)):
+            rows = [i for i, q in enumerate(questions) if turn < len(q["turns"])]
+            prompts = [prompter.render(questions[i]["turns"][: turn + 1], answers[i]) for i in rows]
+            texts = complete(model, tokenizer, prompter, prompts, temperature, args.max_new_tokens)
+            for i, text in zip(rows, texts, strict=True):
+                answers[i].append(text)
+        for i in range(len(questions)):
+            choices[i].append({"index": index, "turns": answers[i]})
+    return [{"question_id": q["question_id"], "answer_id": shortuuid.uuid(), "model_id": args.model_id,
+             "choices": c, "tstamp": time.time()} for q, c in zip(questions, choices, strict=True)]
+
+
+def generate(args: GenerateArgs) -> Path:
+    questions = load_questions(resolve_data_dir(args.data_dir), args.question_begin, args.question_end)
+    answer_file = Path(args.answer_file or Path(args.out_dir) / "model_answer" / f"{args.model_id}.jsonl")
+    done = load_answers(answer_file) if answer_file.is_file() else {}
+    todo = [q for q in questions if q["question_id"] not in done]
+    print(f"{args.model_id}: {len(questions) - len(todo)} of {len(questions)} questions already answered in {answer_file}")
+    if todo:
+        model, tokenizer = load_model(args.model_path, args.base_model, args.dtype, args.device)
+        prompter = make_prompter(args.template, tokenizer, args.model_path, args.system_message)
+        with tqdm(total=len(todo), desc=f"answering ({args.model_id})", unit="question") as bar:
+            for batch in make_batches(todo, args.batch_size):
+                append_jsonl(answer_file, answer_batch(model, tokenizer, prompter, batch, args))
+                bar.update(len(batch))
+    # Sorted by question id and deduplicated, as FastChat's reorg_answer_file leaves it.
+    answers = load_answers(answer_file)
+    rewrite_jsonl(answer_file, [answers[k] for k in sorted(answers)])
+    return answer_file
+
+
+def main(argv: list[str] | None = None) -> Path:
+    (args,) = HfArgumentParser(GenerateArgs).parse_args_into_dataclasses(args=argv)
+    return generate(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
