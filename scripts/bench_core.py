@@ -2,15 +2,25 @@
 
 One run on one machine, so only the ratios it prints are meant to be compared:
   * step time split into forward / backward / update, median over one block-epoch (K steps on each
-    of the D blocks, ascending order for all BAdam variants so every run sees the same depths);
+    of the D blocks, ascending order for all BAdam variants so every run sees the same depths).
+    All methods live in one process and take their steps in turn, so drift of the machine (other
+    load, frequency, allocator state) hits every method alike. Forward is the same code for every
+    method, so the forward ratio is printed as a gauge of the remaining noise;
   * peak optimizer-held bytes per active parameter: gradients + fp32 masters + optimizer states held
     before the step, plus the transient peak of the step itself (allocator-measured).
+
+With --checkpointing every model gets Hugging Face's default gradient checkpointing, and ours gets
+`truncate_backward` as `badam.hf` applies it in a Trainer run. The published package's own helper
+for this (`gradient_checkpointing_enable_for_bcd`) raises AttributeError on transformers 5 (it reads
+`func.__self__` of what is now a functools.partial), so it runs with the default, as its users would.
 
 The published package (PyPI `badam`, whose import name clashes with ours) is loaded from the
 folder that `pip install --no-deps --target .bench/published badam==1.4` makes; the script installs
 it there on first use unless --published off. Run:
 
     .venv/bin/python scripts/bench_core.py                 # CPU-sized Llama: 8 layers, hidden 512, bf16, 4x256
+    .venv/bin/python scripts/bench_core.py --vocab 32000   # Llama 2's vocabulary: the LM head then dominates
+    .venv/bin/python scripts/bench_core.py --checkpointing # the same with gradient checkpointing
     .venv/bin/python scripts/bench_core.py --layers 2 --hidden 128 --seq 64   # a quick look
 """
 
@@ -27,9 +37,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from badam import BlockOptimizer
+from badam import BlockOptimizer, truncate_backward
 from badam.memory import enable_cpu_allocation_accounting, held_bytes, track_peak
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,13 +53,15 @@ class Args:
     hidden: int = 512  # hidden size
     intermediate: int = 1376  # MLP size (Llama's 2.6875 x hidden)
     heads: int = 8  # attention heads
-    vocab: int = 32000  # vocabulary (Llama 2's)
+    vocab: int = 1024  # keeps the LM head at Llama 2-7B's ~2% of the layers' compute (32000 would be 65% here)
     batch: int = 4  # sequences per step
     seq: int = 256  # tokens per sequence
     switch_every: int = 4  # K
     lr: float = 1e-5  # inner AdamW learning rate
     published: str = "auto"  # auto: install/use the published package; off: skip it
     memory_steps: int = 3  # steps measured for memory (crossing a block switch)
+    checkpointing: bool = False  # HF gradient checkpointing, as in the paper's runs (see the docstring)
+    methods: str = "ours,adamw,published"  # which methods to run
     out: str = ""  # optional JSON file for the figures
 
 
@@ -89,7 +102,10 @@ def build_model(args: Args) -> LlamaForCausalLM:
         num_hidden_layers=args.layers, num_attention_heads=args.heads, num_key_value_heads=args.heads,
         max_position_embeddings=args.seq,
     )
-    return LlamaForCausalLM(config).to(torch.bfloat16).train()
+    model = LlamaForCausalLM(config).to(torch.bfloat16).train()
+    if args.checkpointing:
+        model.activation_checkpointing_enable()
+    return model
 
 
 def make_optimizer(method: str, model: LlamaForCausalLM, args: Args, published_cls):
@@ -98,58 +114,67 @@ def make_optimizer(method: str, model: LlamaForCausalLM, args: Args, published_c
     named = list(model.named_parameters())
     if method == "AdamW (full)":
         return base, base
-    cls = BlockOptimizer if method == "BAdam (ours)" else published_cls
-    return cls(base, named, switch_block_every=args.switch_every, switch_mode="ascending", verbose=0), base
+    if method == "BAdam (ours)":
+        optimizer = BlockOptimizer(base, named, switch_block_every=args.switch_every, switch_mode="ascending", verbose=0)
+        if args.checkpointing:
+            truncate_backward(model, optimizer)  # what badam.hf's callback does in a Trainer run
+        return optimizer, base
+    return published_cls(base, named, switch_block_every=args.switch_every, switch_mode="ascending", verbose=0), base
 
 
 def active_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def run(method: str, args: Args, published_cls) -> Result:
-    model = build_model(args)
-    optimizer, base = make_optimizer(method, model, args, published_cls)
-    inputs = torch.randint(0, args.vocab, (args.batch, args.seq), generator=torch.Generator().manual_seed(0))
+METHODS = {"ours": "BAdam (ours)", "adamw": "AdamW (full)", "published": "BAdam (published 1.4)"}
 
-    def one_step(timings: dict[str, list[float]] | None = None) -> None:
+
+class Trainee:
+    """One method's model, optimizer and fixed batch, stepped and timed one step at a time."""
+
+    def __init__(self, method: str, args: Args, published_cls) -> None:
+        self.method = method
+        self.model = build_model(args)
+        self.optimizer, self.base = make_optimizer(method, self.model, args, published_cls)
+        self.inputs = torch.randint(0, args.vocab, (args.batch, args.seq), generator=torch.Generator().manual_seed(0))
+        self.timings: dict[str, list[float]] = {"forward": [], "backward": [], "update": []}
+        self.peak_per_param = 0.0
+        self.active_params = 0
+
+    def step(self, timed: bool = True) -> None:
         t0 = time.perf_counter()
-        loss = model(input_ids=inputs, labels=inputs).loss
+        loss = self.model(input_ids=self.inputs, labels=self.inputs).loss
         t1 = time.perf_counter()
         loss.backward()
         t2 = time.perf_counter()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
         t3 = time.perf_counter()
-        if timings is not None:
+        if timed:
             for key, value in zip(("forward", "backward", "update"), (t1 - t0, t2 - t1, t3 - t2)):
-                timings[key].append(value)
+                self.timings[key].append(value)
 
-    # Memory first, on the first steps (a block's first step creates its Adam states; a later one
-    # crosses a switch), then the timing over one whole block-epoch.
-    peak_per_param = 0.0
-    for _ in range(args.memory_steps):
-        loss = model(input_ids=inputs, labels=inputs).loss
+    def measure_memory_step(self) -> None:
+        """One step whose optimizer-held peak is measured: held bytes before it plus its transient."""
+        loss = self.model(input_ids=self.inputs, labels=self.inputs).loss
         loss.backward()
-        n_active = active_params(model)
-        before = held_bytes(base, model).optimizer_held
+        self.active_params = active_params(self.model)
+        before = held_bytes(self.base, self.model).optimizer_held
         with track_peak("cpu") as peak:
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        peak_per_param = max(peak_per_param, (before + peak.peak_delta_bytes) / n_active)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        self.peak_per_param = max(self.peak_per_param, (before + peak.peak_delta_bytes) / self.active_params)
 
-    steps = args.switch_every * args.layers if method != "AdamW (full)" else args.layers
-    timings: dict[str, list[float]] = {"forward": [], "backward": [], "update": []}
-    for _ in range(steps):
-        one_step(timings)
-    return Result(
-        method=method,
-        forward_s=statistics.median(timings["forward"]),
-        backward_s=statistics.median(timings["backward"]),
-        update_s=statistics.median(timings["update"]),
-        peak_bytes_per_active_param=peak_per_param,
-        active_params=n_active,
-        samples=timings,
-    )
+    def result(self) -> Result:
+        return Result(
+            method=self.method,
+            forward_s=statistics.median(self.timings["forward"]),
+            backward_s=statistics.median(self.timings["backward"]),
+            update_s=statistics.median(self.timings["update"]),
+            peak_bytes_per_active_param=self.peak_per_param,
+            active_params=self.active_params,
+            samples=self.timings,
+        )
 
 
 def report(results: list[Result]) -> dict:
@@ -158,33 +183,48 @@ def report(results: list[Result]) -> dict:
     for r in results:
         print(f"{r.method:<24}{r.forward_s:>11.4f}{r.backward_s:>12.4f}{r.update_s:>10.4f}{r.step_s:>9.4f}{r.peak_bytes_per_active_param:>21.2f}")
     ours, adamw, published = by["BAdam (ours)"], by["AdamW (full)"], by.get("BAdam (published 1.4)")
-    ratios = {"backward ours/AdamW": ours.backward_s / adamw.backward_s}
+    ratios = {"forward ours/AdamW (noise gauge)": ours.forward_s / adamw.forward_s,
+              "backward ours/AdamW": ours.backward_s / adamw.backward_s}
     if published is not None:
+        ratios["forward ours/published (noise gauge)"] = ours.forward_s / published.forward_s
         ratios["backward published/AdamW"] = published.backward_s / adamw.backward_s
         ratios["step ours/published"] = ours.step_s / published.step_s
         ratios["update ours/published"] = ours.update_s / published.update_s
     print("\nratios (targets: backward ours/AdamW <= 0.40, step ours/published <= 0.95, peak ours <= 16.0 B)")
     for name, value in ratios.items():
-        print(f"  {name:<28}{value:.3f}")
+        print(f"  {name:<38}{value:.3f}")
     return ratios
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     for name, default in asdict(Args()).items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
+        if isinstance(default, bool):
+            parser.add_argument(f"--{name.replace('_', '-')}", action="store_true")
+        else:
+            parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
     args = Args(**vars(parser.parse_args(argv)))
     enable_cpu_allocation_accounting()
     print(f"[bench] torch {torch.__version__}, {torch.get_num_threads()} threads; {args}", flush=True)
-    published_cls = load_published() if args.published != "off" else None
-    methods = ["BAdam (ours)", "AdamW (full)"] + (["BAdam (published 1.4)"] if published_cls else [])
-    results = []
-    for method in methods:
-        print(f"[bench] {method} ...", flush=True)
-        results.append(run(method, args, published_cls))
-    ratios = report(results)
+    keys = [k for k in args.methods.split(",") if k != "published" or args.published != "off"]
+    unknown = set(keys) - set(METHODS)
+    if unknown or "ours" not in keys or "adamw" not in keys:
+        parser.error(f"--methods must include ours and adamw, from {', '.join(METHODS)}; got {args.methods!r}")
+    published_cls = load_published() if "published" in keys else None
+    trainees = [Trainee(METHODS[key], args, published_cls) for key in keys]
+    for trainee in trainees:
+        print(f"[bench] memory: {trainee.method} ...", flush=True)
+        for _ in range(args.memory_steps):  # also the warm-up of every kernel shape
+            trainee.measure_memory_step()
+    steps = args.switch_every * args.layers
+    print(f"[bench] timing: {steps} steps (one block-epoch), methods alternating step by step", flush=True)
+    for _ in tqdm(range(steps), desc="steps", disable=None):
+        for trainee in trainees:
+            trainee.step()
+    results = {t.method: t.result() for t in trainees}
+    ratios = report(list(results.values()))
     if args.out:
-        Path(args.out).write_text(json.dumps({"args": asdict(args), "ratios": ratios, "results": [asdict(r) for r in results]}, indent=1))
+        Path(args.out).write_text(json.dumps({"args": asdict(args), "ratios": ratios, "results": [asdict(r) for r in results.values()]}, indent=1))
 
 
 if __name__ == "__main__":

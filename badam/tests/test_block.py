@@ -284,3 +284,16 @@ def test_zero_grad_without_set_to_none_keeps_zeroed_buffers():
     assert all(g is not None and not g.any() for g in grads)
     optimizer.zero_grad()
     assert all(p.grad is None for p in optimizer.trainable_params)
+
+
+def test_log_fn_sees_every_switch():
+    model = tiny_llama(layers=3)
+    events = []
+    optimizer = BlockOptimizer(
+        torch.optim.SGD(model.parameters(), lr=0.1), list(model.named_parameters()),
+        switch_block_every=2, switch_mode="descending", log_fn=events.append, verbose=0,
+    )
+    train(model, optimizer, 6)
+    assert [e["block"] for e in events] == [2, 1, 0, 2]
+    assert [e["global_step"] for e in events] == [0, 2, 4, 6]
+    assert events[-1]["block_epoch"] == 1

@@ -32,7 +32,7 @@ def active_grads(model):
 def test_checkpointed_backward_skips_layers_below_active_block(reentrant):
     model = tiny_llama(layers=LAYERS)
     model.train()
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": reentrant})
     optimizer = block_optimizer(model)
 
     calls = count_layer_forwards(model)
@@ -75,7 +75,7 @@ def test_without_checkpointing_lower_layers_build_no_graph():
 def test_reentrant_follows_the_active_block_across_switches_and_is_idempotent():
     model = tiny_llama(layers=LAYERS)
     model.train()
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": True})
     optimizer = BlockOptimizer(
         torch.optim.AdamW(model.parameters(), lr=1e-3), list(model.named_parameters()),
         switch_block_every=1, switch_mode="ascending", verbose=0,

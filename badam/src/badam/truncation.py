@@ -12,7 +12,7 @@ blocks is enough for a plain model. Two Hugging Face habits defeat it:
 checkpointing, and, for reentrant checkpointing, makes only the active block's input require grad. It is idempotent; call it again after (re-)enabling checkpointing
 (`badam.hf` does, at the start of training).
 
-    model.gradient_checkpointing_enable()
+    model.activation_checkpointing_enable()   # gradient_checkpointing_enable() before transformers 5
     optimizer = BlockOptimizer(...)
     truncate_backward(model, optimizer)
 """

@@ -47,6 +47,7 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
     ),
 }
 
+
 @dataclass(frozen=True)
 class Block:
     """A group of parameters that trains together (a decoder layer, the embedding, the LM head).
