@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
+from .bread import SGDCorrection, check_modes, corrected_blocks, is_lora_adapter
 from .partition import assign_blocks, infer_block_prefixes, normalize_prefix_list
 from .precision import MasterCopies
 from .schedule import BlockSchedule
@@ -51,6 +52,12 @@ class BlockOptimizer(Optimizer):
         verbose: 0 silent, 1 logs each switch, 2 also the trainable parameter names.
         log_fn: called as log_fn({"block": ..., "global_step": ..., "block_epoch": ...}) at each switch.
         seed: seed of the random block order.
+        lora_mode: BREAD with LoRA ("all" or "partial"): blocks hold the base weights, which train
+            when active, and the PEFT LoRA adapters of the corrected blocks train alongside.
+        sgd_mode: BREAD with SGD ("all", "partial" or "disabled"): inactive blocks get an SGD step
+            inside backward; see badam.bread for the rules.
+        sgd_lr_scaling: the SGD learning rate as a multiple of the parameter's current group lr.
+        sgd_use_sign: use signSGD for the correction.
     """
 
     def __init__(
@@ -67,6 +74,10 @@ class BlockOptimizer(Optimizer):
         verbose: int = 1,
         log_fn: Callable[[dict[str, Any]], None] | None = None,
         seed: int = 0,
+        lora_mode: str | None = None,
+        sgd_mode: str = "disabled",
+        sgd_lr_scaling: float = 1.0,
+        sgd_use_sign: bool = False,
     ) -> None:
         if not isinstance(base_optimizer, Optimizer):
             raise TypeError(f"base_optimizer must be a torch.optim.Optimizer, got {type(base_optimizer).__name__}")
@@ -76,6 +87,9 @@ class BlockOptimizer(Optimizer):
         self.__setstate__({"defaults": base_optimizer.defaults})
         self.verbose = verbose
         self.log_fn = log_fn
+        check_modes(lora_mode, sgd_mode, sgd_lr_scaling)
+        self.lora_mode = lora_mode
+        self.sgd_mode = sgd_mode
 
         named = list(named_parameters_list)
         self.named_params = dict(named)
@@ -84,6 +98,19 @@ class BlockOptimizer(Optimizer):
         trainable = [name for name, param in named if param.requires_grad]
         if not trainable:
             raise ValueError("no trainable parameters: every parameter has requires_grad=False")
+        adapters = [name for name in trainable if is_lora_adapter(name)]
+        if lora_mode is not None:
+            if not adapters:
+                raise ValueError(f"lora_mode={lora_mode!r} needs a model with PEFT LoRA adapters; none was found")
+            # BREAD-LoRA trains the base weights that PEFT froze: they must be in the base optimizer.
+            missing = [n for n, p in named if not is_lora_adapter(n) and p not in self.group_of and not p.requires_grad]
+            trainable = [n for n, p in named if p in self.group_of and not is_lora_adapter(n)]
+            if not trainable:
+                raise ValueError(
+                    f"lora_mode={lora_mode!r} trains the active block's base weights, but the base optimizer holds "
+                    f"none of them{f' (e.g. {missing[0]!r})' if missing else ''}: build it on all parameters, "
+                    "e.g. model.parameters()"
+                )
 
         active = tuple(active_modules)
         self.always_active = [self.named_params[n] for n in trainable if any(m in n for m in active)]
@@ -96,22 +123,26 @@ class BlockOptimizer(Optimizer):
         # only what trains: frozen weights under PEFT and the always-active modules drop out.
         trains = set(trainable) - {self.name_of[p] for p in self.always_active}
         members = assign_blocks(list(self.named_params), prefixes)
-        kept = [(p, [n for n in m if n in trains]) for p, m in zip(prefixes, members)]
-        kept = [(p, m) for p, m in kept if m]
+        kept = [(p, [n for n in m if n in trains], [n for n in m if n in adapters]) for p, m in zip(prefixes, members)]
+        kept = [block for block in kept if block[1]]
         if not kept:
             raise ValueError("no trainable parameter falls in any block")
-        self.block_prefixes = [p for p, _ in kept]
-        self.blocks = [[self.named_params[n] for n in m] for _, m in kept]
+        self.block_prefixes = [p for p, _, _ in kept]
+        self.blocks = [[self.named_params[n] for n in m] for _, m, _ in kept]
+        self.block_adapters = [[self.named_params[n] for n in a] for _, _, a in kept] if lora_mode else []
+        self.managed = [p for block in self.blocks + self.block_adapters for p in block] + self.always_active
+        self.sgd = None
+        if sgd_mode != "disabled":
+            lr_of = lambda param: self.base_optimizer.param_groups[self.group_of[param]]["lr"]  # noqa: E731
+            self.sgd = SGDCorrection([p for block in self.blocks for p in block], lr_of, sgd_lr_scaling, sgd_use_sign)
 
         self.schedule = BlockSchedule(len(self.blocks), switch_block_every, switch_mode, start_block, seed)
         self.masters = MasterCopies()
         for param in self.named_params.values():
             param.requires_grad_(False)
             param.grad = None
-        self.masters.create(self.always_active)
-        for param in self.always_active:
-            param.requires_grad_(True)
         self.active_block: int | None = None
+        self._adam: list[nn.Parameter] = []
         self._activate(self.schedule.current)
 
     def _map_groups(self, named: list[tuple[str, nn.Parameter]]) -> dict[nn.Parameter, int]:
@@ -149,8 +180,9 @@ class BlockOptimizer(Optimizer):
 
     @property
     def trainable_params(self) -> list[nn.Parameter]:
-        """The model parameters that currently train: the active block and the active modules."""
-        return self.blocks[self.active_block] + self.always_active
+        """The model parameters the base optimizer trains now: the active block, the active modules
+        and, with lora_mode, the LoRA adapters of the corrected blocks."""
+        return self._adam
 
     @property
     def num_blocks(self) -> int:
@@ -160,30 +192,41 @@ class BlockOptimizer(Optimizer):
     def global_step(self) -> int:
         return self.schedule.global_step
 
+    def _selection(self, block: int) -> tuple[list[nn.Parameter], set[nn.Parameter]]:
+        """What trains while `block` is active: with the base optimizer, and with BREAD's SGD."""
+        adam = self.blocks[block] + self.always_active
+        for corrected in corrected_blocks(self.lora_mode, block, self.num_blocks, include_active=True):
+            adam += self.block_adapters[corrected]
+        sgd = {p for b in corrected_blocks(self.sgd_mode, block, self.num_blocks, include_active=False) for p in self.blocks[b]}
+        return adam, sgd
+
     def _activate(self, block: int) -> None:
-        """Free the old block's masters and states, make `block` trainable, point the groups at it."""
-        if self.active_block is not None:
-            old = self.blocks[self.active_block]
-            for param in old:
-                param.requires_grad_(False)
+        """Free what stops training (masters, states, gradients), set up what starts, regroup."""
+        adam, sgd = self._selection(block)
+        keep = set(adam)
+        leaving = [p for p in self._adam if p not in keep]
+        for param in leaving:
+            param.grad = None
+            self.base_optimizer.state.pop(self.masters.optimized(param), None)
+        self.masters.release(leaving)
+        self.masters.create(adam)
+        for param in self.managed:
+            param.requires_grad_(param in keep or param in sgd)
+            if not param.requires_grad:
                 param.grad = None
-                self.base_optimizer.state.pop(self.masters.optimized(param), None)
-            self.masters.release(old)
-        self.active_block = block
-        new = self.blocks[block]
-        self.masters.create(new)
-        for param in new:
-            param.requires_grad_(True)
+        if self.sgd is not None:
+            self.sgd.targets = sgd
+        self.active_block, self._adam = block, adam
         for index, group in enumerate(self.base_optimizer.param_groups):
-            group["params"] = [self.masters.optimized(p) for p in self.trainable_params if self.group_of[p] == index]
+            group["params"] = [self.masters.optimized(p) for p in adam if self.group_of[p] == index]
         if self.verbose and _is_rank_zero():
             logger.info(
                 "BAdam: block %d/%d active (%s), %d parameters, global step %d",
                 block, self.num_blocks, ", ".join(self.block_prefixes[block]),
-                sum(p.numel() for p in new), self.schedule.global_step,
+                sum(p.numel() for p in self.blocks[block]), self.schedule.global_step,
             )
             if self.verbose > 1:
-                logger.debug("trainable: %s", [self.name_of[p] for p in self.trainable_params])
+                logger.debug("trainable: %s", [self.name_of[p] for p in adam])
         if self.log_fn is not None:
             self.log_fn({"block": block, "global_step": self.schedule.global_step, "block_epoch": self.schedule.block_epoch})
 

@@ -8,8 +8,9 @@ blocks is enough for a plain model. Two Hugging Face habits defeat it:
 * reentrant checkpointing gives a layer's parameters gradients only if the layer's *input* requires
   grad, so removing that hook alone would leave the active block without gradients.
 
-`truncate_backward` removes the hook, runs the layers below the active block without
-checkpointing, and, for reentrant checkpointing, makes only the active block's input require grad. It is idempotent; call it again after (re-)enabling checkpointing
+`truncate_backward` removes the hook, runs the layers below everything that trains without
+checkpointing, and, for reentrant checkpointing, makes the input of the lowest trained layer
+require grad (with BREAD's SGD correction, the layers below the active block may train too). It is idempotent; call it again after (re-)enabling checkpointing
 (`badam.hf` does, at the start of training).
 
     model.activation_checkpointing_enable()   # gradient_checkpointing_enable() before transformers 5
@@ -30,18 +31,18 @@ if TYPE_CHECKING:
 
 
 class _TruncatingCheckpoint:
-    """A layer's checkpoint function that knows which block is active.
+    """A layer's checkpoint function that runs only where gradients are needed.
 
-    Below the active block nothing needs gradients, so the layer runs plainly (checkpointing would
-    only add overhead, and reentrant checkpointing a warning). For reentrant checkpointing the active
-    block's input is made to require grad, since that is how its parameters get gradients there.
+    A layer none of whose parameters trains, below everything that trains, needs no gradient: it runs
+    plainly (checkpointing would only add overhead, and reentrant checkpointing a warning). Under
+    reentrant checkpointing, a layer whose parameters train but whose input does not require grad
+    (the lowest trained layer) gets an input that does, since only that gives its parameters
+    gradients there.
     """
 
-    def __init__(self, checkpoint_fn: Callable[..., Any], layer: nn.Module, optimizer: BlockOptimizer, block: int) -> None:
+    def __init__(self, checkpoint_fn: Callable[..., Any], layer: nn.Module) -> None:
         self.checkpoint_fn = checkpoint_fn
         self.layer = layer
-        self.optimizer = optimizer
-        self.block = block
         self.reentrant = _is_reentrant(checkpoint_fn)
 
     def __call__(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -49,7 +50,7 @@ class _TruncatingCheckpoint:
         if hidden is not None and torch.is_grad_enabled() and not hidden.requires_grad:
             if not any(p.requires_grad for p in self.layer.parameters()):
                 return function(*args, **kwargs)
-            if self.reentrant and self.optimizer.active_block == self.block and hidden.is_floating_point():
+            if self.reentrant and hidden.is_floating_point():
                 args = (hidden.detach().requires_grad_(True), *args[1:])
         return self.checkpoint_fn(function, *args, **kwargs)
 
@@ -72,7 +73,7 @@ def _remove_input_require_grads_hooks(model: nn.Module) -> None:
 def truncate_backward(model: nn.Module, optimizer: BlockOptimizer) -> None:
     """Stop backward at the active block of `optimizer` for a (possibly PEFT-wrapped) HF model."""
     _remove_input_require_grads_hooks(model)
-    for block, prefixes in enumerate(optimizer.block_prefixes):
+    for prefixes in optimizer.block_prefixes:
         for prefix in prefixes:
             try:
                 layer = model.get_submodule(prefix.rstrip("."))
@@ -80,4 +81,4 @@ def truncate_backward(model: nn.Module, optimizer: BlockOptimizer) -> None:
                 continue  # a prefix of parameter names that is not a module path
             checkpoint_fn = getattr(layer, "_gradient_checkpointing_func", None)
             if checkpoint_fn is not None and not isinstance(checkpoint_fn, _TruncatingCheckpoint):
-                layer._gradient_checkpointing_func = _TruncatingCheckpoint(checkpoint_fn, layer, optimizer, block)
+                layer._gradient_checkpointing_func = _TruncatingCheckpoint(checkpoint_fn, layer)
