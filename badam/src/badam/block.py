@@ -95,41 +95,9 @@ class BlockOptimizer(Optimizer):
         self.named_params = dict(named)
         self.name_of = {param: name for name, param in named}
         self.group_of = self._map_groups(named)
-        trainable = [name for name, param in named if param.requires_grad]
-        if not trainable:
-            raise ValueError("no trainable parameters: every parameter has requires_grad=False")
-        adapters = [name for name in trainable if is_lora_adapter(name)]
-        if lora_mode is not None:
-            if not adapters:
-                raise ValueError(f"lora_mode={lora_mode!r} needs a model with PEFT LoRA adapters; none was found")
-            # BREAD-LoRA trains the base weights that PEFT froze: they must be in the base optimizer.
-            missing = [n for n, p in named if not is_lora_adapter(n) and p not in self.group_of and not p.requires_grad]
-            trainable = [n for n, p in named if p in self.group_of and not is_lora_adapter(n)]
-            if not trainable:
-                raise ValueError(
-                    f"lora_mode={lora_mode!r} trains the active block's base weights, but the base optimizer holds "
-                    f"none of them{f' (e.g. {missing[0]!r})' if missing else ''}: build it on all parameters, "
-                    "e.g. model.parameters()"
-                )
-
-        active = tuple(active_modules)
-        self.always_active = [self.named_params[n] for n in trainable if any(m in n for m in active)]
-        prefixes = (
-            normalize_prefix_list(block_prefix_list)
-            if block_prefix_list is not None
-            else infer_block_prefixes(list(self.named_params), include_embedding, include_lm_head)
-        )
-        # Blocks are matched against every name (a prefix that matches nothing is a typo), then keep
-        # only what trains: frozen weights under PEFT and the always-active modules drop out.
-        trains = set(trainable) - {self.name_of[p] for p in self.always_active}
-        members = assign_blocks(list(self.named_params), prefixes)
-        kept = [(p, [n for n in m if n in trains], [n for n in m if n in adapters]) for p, m in zip(prefixes, members)]
-        kept = [block for block in kept if block[1]]
-        if not kept:
-            raise ValueError("no trainable parameter falls in any block")
-        self.block_prefixes = [p for p, _, _ in kept]
-        self.blocks = [[self.named_params[n] for n in m] for _, m, _ in kept]
-        self.block_adapters = [[self.named_params[n] for n in a] for _, _, a in kept] if lora_mode else []
+        if block_prefix_list is None:
+            block_prefix_list = infer_block_prefixes(list(self.named_params), include_embedding, include_lm_head)
+        self._partition(normalize_prefix_list(block_prefix_list), tuple(active_modules))
         self.managed = [p for block in self.blocks + self.block_adapters for p in block] + self.always_active
         self.sgd = None
         if sgd_mode != "disabled":
@@ -144,6 +112,39 @@ class BlockOptimizer(Optimizer):
         self.active_block: int | None = None
         self._adam: list[nn.Parameter] = []
         self._activate(self.schedule.current)
+
+    def _partition(self, prefixes: list[list[str]], active_modules: tuple[str, ...]) -> None:
+        """Sort the parameters into blocks, always-active modules and (lora_mode) per-block adapters.
+
+        Without lora_mode what trains is what requires grad (under PEFT: the adapters). With it, the
+        blocks hold the base weights PEFT froze, and the adapters are BREAD's correction.
+        """
+        trainable = [name for name, param in self.named_params.items() if param.requires_grad]
+        if not trainable:
+            raise ValueError("no trainable parameters: every parameter has requires_grad=False")
+        adapters = [name for name in trainable if is_lora_adapter(name)]
+        if self.lora_mode is not None:
+            if not adapters:
+                raise ValueError(f"lora_mode={self.lora_mode!r} needs a model with PEFT LoRA adapters; none was found")
+            trainable = [n for n, p in self.named_params.items() if p in self.group_of and not is_lora_adapter(n)]
+            if not trainable:
+                frozen = [n for n in self.named_params if not is_lora_adapter(n)]
+                raise ValueError(
+                    f"lora_mode={self.lora_mode!r} trains the active block's base weights, but the base optimizer "
+                    f"holds none of them (e.g. {frozen[0]!r}): build it on all parameters, e.g. model.parameters()"
+                )
+        self.always_active = [self.named_params[n] for n in trainable if any(m in n for m in active_modules)]
+        # Blocks are matched against every name (a prefix that matches nothing is a typo), then keep
+        # only what trains: frozen weights under PEFT and the always-active modules drop out.
+        trains = set(trainable) - {self.name_of[p] for p in self.always_active}
+        members = assign_blocks(list(self.named_params), prefixes)
+        kept = [(p, [n for n in m if n in trains], [n for n in m if n in adapters]) for p, m in zip(prefixes, members)]
+        kept = [block for block in kept if block[1]]
+        if not kept:
+            raise ValueError("no trainable parameter falls in any block")
+        self.block_prefixes = [p for p, _, _ in kept]
+        self.blocks = [[self.named_params[n] for n in m] for _, m, _ in kept]
+        self.block_adapters = [[self.named_params[n] for n in a] for _, _, a in kept] if self.lora_mode else []
 
     def _map_groups(self, named: list[tuple[str, nn.Parameter]]) -> dict[nn.Parameter, int]:
         group_of: dict[nn.Parameter, int] = {}
