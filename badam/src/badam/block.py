@@ -16,12 +16,14 @@ The "one line change" of the paper:
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 from torch.optim import Optimizer
+from torch.utils.hooks import RemovableHandle
 
 from .bread import SGDCorrection, check_modes, corrected_blocks, is_lora_adapter
 from .partition import assign_blocks, infer_block_prefixes, normalize_prefix_list
@@ -111,6 +113,7 @@ class BlockOptimizer(Optimizer):
             param.grad = None
         self.active_block: int | None = None
         self._adam: list[nn.Parameter] = []
+        self._switch_hooks: OrderedDict[int, Callable[[BlockOptimizer], None]] = OrderedDict()
         self._activate(self.schedule.current)
 
     def _partition(self, prefixes: list[list[str]], active_modules: tuple[str, ...]) -> None:
@@ -230,6 +233,17 @@ class BlockOptimizer(Optimizer):
                 logger.debug("trainable: %s", [self.name_of[p] for p in adam])
         if self.log_fn is not None:
             self.log_fn({"block": block, "global_step": self.schedule.global_step, "block_epoch": self.schedule.block_epoch})
+        for hook in self._switch_hooks.values():
+            hook(self)
+
+    def register_switch_hook(self, hook: Callable[[BlockOptimizer], None]) -> RemovableHandle:
+        """Call `hook(optimizer)` after every block switch, once the new block is set up.
+
+        For engines that must learn what trains now (badam.distributed rebuilds DDP's reducer here).
+        """
+        handle = RemovableHandle(self._switch_hooks)
+        self._switch_hooks[handle.id] = hook
+        return handle
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:

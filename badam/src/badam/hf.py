@@ -8,18 +8,21 @@
 The base optimizer is the one `args.optim` names (AdamW by default) with `args`' learning rate,
 betas, epsilon and weight decay; biases and norm weights go to a no-decay group. The Trainer builds
 the learning-rate scheduler on the BlockOptimizer from `args` as usual, saves the optimizer's full
-state in its checkpoints, and the callback keeps backward truncated and logs the active block.
+state in its checkpoints, and the callback keeps backward truncated, keeps DDP all-reducing the
+block that trains now (under `torchrun`), and logs the active block.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import nn
 from torch.optim import Optimizer
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from .block import BlockOptimizer
+from .distributed import follow_ddp_wrapping
 from .truncation import truncate_backward
 
 
@@ -58,6 +61,8 @@ class BAdamCallback(TrainerCallback):
         # Trainer enables activation checkpointing inside train(), after the optimizer exists, and
         # that re-installs the hook that defeats truncation: undo it here.
         truncate_backward(self.model, self.optimizer)
+        if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+            follow_ddp_wrapping(self.model, self.optimizer)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs is None or "loss" not in logs:

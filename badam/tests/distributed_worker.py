@@ -1,0 +1,108 @@
+"""One rank of the 2-process CPU (gloo) runs that tests/test_distributed.py starts with torchrun.
+
+    torchrun --nproc_per_node 2 distributed_worker.py CASE OUT_FILE
+
+Each case trains a tiny Llama with BAdam across block switches and writes, from rank 0, what the
+test compares (parameters, or a verdict) to OUT_FILE with torch.save.
+"""
+
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+sys.path.insert(0, str(Path(__file__).parent))
+from badam_tiny import batch, lm_loss, tiny_llama  # noqa: E402
+
+from badam import BlockOptimizer  # noqa: E402
+from badam.distributed import follow_block_switches  # noqa: E402
+
+STEPS, RESUME_AT, K, LAYERS, GLOBAL_BATCH = 7, 3, 2, 3, 4
+
+
+def block_optimizer(model):
+    # eps=1e-3: Adam's first steps are lr * sign(g), so with the default eps an entry whose gradient is
+    # reduction-order noise (~1e-9) would move by +-lr on one side and the other; a larger eps keeps
+    # the comparison about synchronisation, not about the sign of noise.
+    base = torch.optim.AdamW(model.parameters(), lr=1e-3, eps=1e-3, foreach=False)
+    return BlockOptimizer(base, list(model.named_parameters()), switch_block_every=K, switch_mode="random", seed=1, verbose=0)
+
+
+def train_ddp(model, optimizer, ddp, steps, first_step=0):
+    rank, world = dist.get_rank(), dist.get_world_size()
+    for step in range(first_step, first_step + steps):
+        shard = batch(step, size=GLOBAL_BATCH).chunk(world)[rank]
+        lm_loss(ddp, shard).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+
+def ddp_run(model):
+    optimizer = block_optimizer(model)
+    ddp = DistributedDataParallel(model)
+    follow_block_switches(ddp, optimizer)
+    return optimizer, ddp
+
+
+def case_ddp_equals_single(out):
+    model = tiny_llama(layers=LAYERS)
+    optimizer, ddp = ddp_run(model)
+    train_ddp(model, optimizer, ddp, STEPS)
+    if dist.get_rank() == 0:
+        torch.save({"params": model.state_dict(), "blocks_seen": optimizer.schedule.global_step // K}, out)
+
+
+def case_ddp_resume(out):
+    straight = tiny_llama(layers=LAYERS)
+    optimizer, ddp = ddp_run(straight)
+    train_ddp(straight, optimizer, ddp, STEPS)
+
+    first = tiny_llama(layers=LAYERS)
+    optimizer, ddp = ddp_run(first)
+    train_ddp(first, optimizer, ddp, RESUME_AT)
+    checkpoint = {"model": first.state_dict(), "optimizer": optimizer.state_dict()}
+
+    resumed = tiny_llama(layers=LAYERS, seed=7)
+    resumed.load_state_dict(checkpoint["model"])
+    optimizer = block_optimizer(resumed)
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    ddp = DistributedDataParallel(resumed)
+    follow_block_switches(ddp, optimizer)
+    train_ddp(resumed, optimizer, ddp, STEPS - RESUME_AT, first_step=RESUME_AT)
+    if dist.get_rank() == 0:
+        same = all(torch.equal(a, b) for a, b in zip(straight.parameters(), resumed.parameters()))
+        torch.save({"identical": same}, out)
+
+
+def case_trainer(out):
+    from test_hf import RepeatTask, training_args
+    from transformers import Trainer
+
+    from badam.hf import badam_trainer_kwargs
+
+    model = tiny_llama(layers=LAYERS)
+    initial = {n: p.detach().clone() for n, p in model.named_parameters()}
+    args = training_args(Path(out).parent / "trainer", max_steps=6, gradient_checkpointing=False, save_strategy="no")
+    kwargs = badam_trainer_kwargs(model, args, switch_block_every=K, switch_mode="ascending", verbose=0)
+    trainer = Trainer(model=model, args=args, train_dataset=RepeatTask(32), **kwargs)
+    trainer.train()
+    optimizer = kwargs["optimizers"][0]
+    # Every rank must end with the same weights: a block whose gradients DDP did not all-reduce
+    # would have trained on each rank's own data and drifted apart.
+    flat = torch.cat([p.detach().flatten() for p in model.parameters()])
+    gathered = [torch.empty_like(flat) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, flat)
+    if dist.get_rank() == 0:
+        moved = sorted({n.split(".")[2] for n, p in model.named_parameters() if "layers" in n and not torch.equal(p, initial[n])})
+        torch.save({"ranks_equal": torch.equal(gathered[0], gathered[1]), "layers_moved": moved,
+                    "switch_hooks": len(optimizer._switch_hooks)}, out)
+
+
+if __name__ == "__main__":
+    dist.init_process_group("gloo")
+    torch.set_num_threads(1)
+    case, out = sys.argv[1], sys.argv[2]
+    globals()[f"case_{case}"](out)
+    dist.destroy_process_group()

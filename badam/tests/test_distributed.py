@@ -1,0 +1,65 @@
+"""BAdam under DDP: 2-process gloo runs on CPU, compared with one process."""
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from badam_tiny import batch, lm_loss, tiny_llama
+from distributed_worker import GLOBAL_BATCH, LAYERS, STEPS, block_optimizer
+
+WORKER = Path(__file__).with_name("distributed_worker.py")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def torchrun(case: str, tmp_path: Path) -> dict:
+    out = tmp_path / f"{case}.pt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+               "--master_port", str(free_port()), str(WORKER), case, str(out)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"torchrun {case} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return torch.load(out, weights_only=True)
+
+
+def test_ddp_equals_single_process_across_switches(tmp_path):
+    result = torchrun("ddp_equals_single", tmp_path)
+    assert result["blocks_seen"] >= 3, "the run must cross at least two block switches"
+    model = tiny_llama(layers=LAYERS)
+    optimizer = block_optimizer(model)
+    for step in range(STEPS):
+        lm_loss(model, batch(step, size=GLOBAL_BATCH)).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    for name, param in model.state_dict().items():
+        torch.testing.assert_close(result["params"][name], param, rtol=0, atol=1e-6, msg=name)
+
+
+def test_ddp_resume_equals_straight_run(tmp_path):
+    assert torchrun("ddp_resume", tmp_path)["identical"]
+
+
+def test_trainer_keeps_every_block_synchronised(tmp_path):
+    result = torchrun("trainer", tmp_path)
+    assert result["switch_hooks"] == 1, "the Trainer's DDP wrapper was not found"
+    assert result["layers_moved"] == ["0", "1", "2"]
+    assert result["ranks_equal"], "a block trained unsynchronised after a switch"
+
+
+def test_rebuild_refuses_static_graph():
+    from badam.distributed import rebuild_reducer
+
+    class Fake(torch.nn.parallel.DistributedDataParallel):
+        def __init__(self):  # no process group needed to reach the check
+            self.static_graph = True
+
+    with pytest.raises(ValueError, match="static_graph=False"):
+        rebuild_reducer(Fake())
