@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from badam_tiny import batch, lm_loss, tiny_llama  # noqa: E402
 
 from badam import BlockOptimizer  # noqa: E402
-from badam.distributed import follow_block_switches  # noqa: E402
+from badam.distributed import follow_block_switches, load_checkpoint, save_checkpoint  # noqa: E402
 
 STEPS, RESUME_AT, K, LAYERS, GLOBAL_BATCH = 7, 3, 2, 3, 4
 
@@ -98,6 +98,50 @@ def case_trainer(out):
         moved = sorted({n.split(".")[2] for n, p in model.named_parameters() if "layers" in n and not torch.equal(p, initial[n])})
         torch.save({"ranks_equal": torch.equal(gathered[0], gathered[1]), "layers_moved": moved,
                     "switch_hooks": len(optimizer._switch_hooks)}, out)
+
+
+def sharded(model):
+    from torch.distributed.fsdp import fully_shard
+
+    for layer in model.model.layers:
+        fully_shard(layer)
+    fully_shard(model)
+    return model
+
+
+def full_params(model):
+    return {n: p.full_tensor() if hasattr(p, "full_tensor") else p.detach() for n, p in model.named_parameters()}
+
+
+def case_fsdp_equals_single(out):
+    model = sharded(tiny_llama(layers=LAYERS))
+    optimizer = block_optimizer(model)
+    train_ddp(model, optimizer, model, STEPS)
+    params = full_params(model)
+    if dist.get_rank() == 0:
+        torch.save({"params": params, "blocks_seen": optimizer.schedule.global_step // K}, out)
+
+
+def case_fsdp_resume(out):
+    # bf16, so the fp32 masters exist and are sharded DTensors; they must survive the checkpoint.
+    straight = sharded(tiny_llama(layers=LAYERS, dtype=torch.bfloat16))
+    optimizer = block_optimizer(straight)
+    train_ddp(straight, optimizer, straight, STEPS)
+
+    first = sharded(tiny_llama(layers=LAYERS, dtype=torch.bfloat16))
+    optimizer = block_optimizer(first)
+    train_ddp(first, optimizer, first, RESUME_AT)
+    masters_sharded = all(type(m).__name__ == "DTensor" for m in optimizer.masters.master_of.values())
+    checkpoint = Path(out).parent / "fsdp_checkpoint"
+    save_checkpoint(checkpoint, first, optimizer)
+
+    resumed = sharded(tiny_llama(layers=LAYERS, dtype=torch.bfloat16, seed=7))
+    optimizer = block_optimizer(resumed)
+    load_checkpoint(checkpoint, resumed, optimizer)
+    train_ddp(resumed, optimizer, resumed, STEPS - RESUME_AT, first_step=RESUME_AT)
+    a, b = full_params(straight), full_params(resumed)
+    if dist.get_rank() == 0:
+        torch.save({"identical": all(torch.equal(a[n], b[n]) for n in a), "masters_sharded": masters_sharded}, out)
 
 
 if __name__ == "__main__":

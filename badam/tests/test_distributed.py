@@ -1,4 +1,4 @@
-"""BAdam under DDP: 2-process gloo runs on CPU, compared with one process."""
+"""BAdam under DDP and FSDP2: 2-process gloo runs on CPU, compared with one process."""
 
 import os
 import socket
@@ -41,6 +41,25 @@ def test_ddp_equals_single_process_across_switches(tmp_path):
         optimizer.zero_grad()
     for name, param in model.state_dict().items():
         torch.testing.assert_close(result["params"][name], param, rtol=0, atol=1e-6, msg=name)
+
+
+def test_fsdp2_equals_single_process_across_switches(tmp_path):
+    result = torchrun("fsdp_equals_single", tmp_path)
+    assert result["blocks_seen"] >= 3
+    model = tiny_llama(layers=LAYERS)
+    optimizer = block_optimizer(model)
+    for step in range(STEPS):
+        lm_loss(model, batch(step, size=GLOBAL_BATCH)).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    for name, param in model.named_parameters():
+        torch.testing.assert_close(result["params"][name], param.detach(), rtol=0, atol=1e-6, msg=name)
+
+
+def test_fsdp2_sharded_checkpoint_resumes_exactly(tmp_path):
+    result = torchrun("fsdp_resume", tmp_path)
+    assert result["masters_sharded"], "the fp32 masters of a sharded bf16 model must be sharded too"
+    assert result["identical"]
 
 
 def test_ddp_resume_equals_straight_run(tmp_path):

@@ -1,4 +1,6 @@
-"""BAdam on PyTorch DDP: every block switch tells DDP what trains now.
+"""BAdam on PyTorch's distributed engines: DDP and FSDP2.
+
+DDP: every block switch tells DDP what trains now.
 
 DDP builds its reducer once, at wrap time, over the parameters that require grad then, and only
 those are ever all-reduced. Under BAdam that is the first block: after a switch the new block's
@@ -15,13 +17,24 @@ Plain PyTorch loop, under `torchrun`:
 
 Hugging Face Trainer: `badam.hf` does it by itself (the Trainer wraps the model out of sight; the
 wrapper is found on its first forward by `follow_ddp_wrapping`).
+
+FSDP2 (`torch.distributed.fsdp.fully_shard`) needs nothing at switch time: the parameters are
+DTensors, so the fp32 masters and optimizer states of the active block are sharded like them, and
+FSDP2 reduce-scatters only the gradients that exist. Build the optimizer after sharding. Checkpoints
+go through torch.distributed.checkpoint, each rank writing its shards:
+
+    save_checkpoint("ckpt/step-100", model, optimizer)
+    load_checkpoint("ckpt/step-100", model, optimizer)     # into a fresh sharded model + optimizer
 """
 
 from __future__ import annotations
 
+import io
+import os
 from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.distributed.checkpoint as dcp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -71,3 +84,72 @@ def follow_ddp_wrapping(model: nn.Module, optimizer: BlockOptimizer) -> None:
             handle.remove()
 
     handle = torch.nn.modules.module.register_module_forward_pre_hook(find)
+
+
+def _state_by_name(optimizer: BlockOptimizer) -> dict[str, dict[str, torch.Tensor]]:
+    """The base optimizer's per-parameter state keyed by model parameter name (not by position)."""
+    name_of_optimized = {id(optimizer.masters.optimized(p)): optimizer.name_of[p] for p in optimizer.trainable_params}
+    return {name_of_optimized[id(t)]: state for t, state in optimizer.state.items()}
+
+
+def _materialise_state(optimizer: BlockOptimizer) -> None:
+    """Give every trained tensor its optimizer state, so a checkpoint can be loaded into it in place.
+
+    One step of the base optimizer with zero gradients at lr 0 allocates the state without moving a
+    weight; its values are overwritten by the load.
+    """
+    groups = optimizer.base_optimizer.param_groups
+    saved_lr = [group["lr"] for group in groups]
+    tensors = [t for group in groups for t in group["params"]]
+    for group in groups:
+        group["lr"] = 0.0
+    for tensor in tensors:
+        tensor.grad = torch.zeros_like(tensor)
+    optimizer.base_optimizer.step()
+    for tensor in tensors:
+        tensor.grad = None
+    for group, lr in zip(groups, saved_lr):
+        group["lr"] = lr
+
+
+def _checkpoint_state(model: nn.Module, optimizer: BlockOptimizer, meta: io.BytesIO) -> dict[str, Any]:
+    return {
+        "model": model.state_dict(),
+        "badam": {
+            "meta": meta,
+            "masters": {optimizer.name_of[p]: m for p, m in optimizer.masters.master_of.items()},
+            "state": _state_by_name(optimizer),
+        },
+    }
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: BlockOptimizer) -> None:
+    """Save a sharded (FSDP2) or replicated model with its BAdam state, the torch.distributed.checkpoint way.
+
+    Every rank writes its own shards; the block schedule and hyperparameters ride along as one blob.
+    """
+    meta = io.BytesIO()
+    state = optimizer.state_dict()
+    groups = [{k: v for k, v in group.items() if k != "params"} for group in state["base_optimizer"]["param_groups"]]
+    torch.save({"schedule": state["schedule"], "active_block": state["active_block"], "param_groups": groups}, meta)
+    dcp.save(_checkpoint_state(model, optimizer, meta), checkpoint_id=str(path))
+
+
+def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: BlockOptimizer) -> None:
+    """Load what `save_checkpoint` wrote into a freshly built (and sharded) model and optimizer.
+
+    First the schedule, to know which block was training; then that block is activated, its state
+    materialised, and model weights, masters and states are loaded in place, shard by shard.
+    """
+    head = {"badam": {"meta": io.BytesIO()}}
+    dcp.load(head, checkpoint_id=str(path))
+    head["badam"]["meta"].seek(0)
+    meta = torch.load(head["badam"]["meta"], weights_only=True)
+    optimizer.schedule.load_state_dict(meta["schedule"])
+    optimizer._activate(meta["active_block"])
+    _materialise_state(optimizer)
+    target = _checkpoint_state(model, optimizer, io.BytesIO())
+    del target["badam"]["meta"]
+    dcp.load(target, checkpoint_id=str(path))
+    for group, saved in zip(optimizer.base_optimizer.param_groups, meta["param_groups"]):
+        group.update(saved)
