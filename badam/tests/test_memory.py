@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 from badam_tiny import tiny_llama_config
-from transformers import LlamaForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from badam.memory import (
     BUILTIN_MODELS,
@@ -148,7 +148,80 @@ def test_bad_options():
 
 
 def test_methods_is_the_extension_point():
-    assert list(METHODS) == ["adam", "badam", "lora", "lomo"]
+    assert list(METHODS) == ["adam", "badam", "lora", "lomo", "adam_mini", "badam_adam_mini"]
+
+
+def test_adam_mini_estimates():
+    m = count_parameters("llama2-7b").total
+    layer = 4 * 4096**2 + 3 * 4096 * 11008 + 2 * 4096
+    full = estimate("adam_mini", "llama2-7b").table1
+    assert (full.parameters, full.gradients, full.master_copies, full.optimizer_states) == (2 * m, 4 * m, 4 * m, 4 * m)
+    assert full.total == 14 * m
+
+    result = estimate("badam_adam_mini", "llama2-7b")
+    assert (result.formula, result.num_blocks, result.table12) == ("2M + 12M/D", 32, None)
+    assert result.table1.total == pytest.approx(2 * m + 12 * m / 32, abs=2)
+    ours = result.ours
+    assert (ours.gradients, ours.master_copies, ours.optimizer_states) == (2 * layer, 4 * layer, 4 * layer)
+    assert ours.transient == 4 * 4096 * 11008  # one MLP matrix's fp32 gradient
+    badam = estimate("badam", "llama2-7b").ours
+    assert ours.total < badam.total
+
+
+def test_cli_shows_adam_mini(capsys):
+    main(["--model", "llama2-7b", "--method", "badam_adam_mini"])
+    out = capsys.readouterr().out
+    assert "2M + 12M/D  (D = 32)" in out
+    row = next(line.split() for line in out.splitlines() if line.startswith("badam_adam_mini (peak block)"))
+    assert row[-5:] == ["13.48", "0.40", "1.62", "0.18", "15.68"]
+
+
+def layer_heavy_config() -> LlamaConfig:
+    """A Llama whose decoder layers dominate, with Llama's MLP ratio (Adam-mini's v: ~0.5% of m)."""
+    return LlamaConfig(vocab_size=256, hidden_size=128, intermediate_size=344, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64)
+
+
+def test_adam_mini_estimate_agrees_with_held_bytes():
+    from badam.adam_mini import AdamMini
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(layer_heavy_config())  # fp32: the optimizer updates the weights, no masters
+    optimizer = AdamMini.from_model(model, lr=1e-3)
+    ids = torch.randint(0, 256, (2, 16))
+    model(input_ids=ids, labels=ids).loss.backward()
+    optimizer.step()
+    held = held_bytes(optimizer, model)
+    table1 = estimate("adam_mini", model).table1
+    assert held.gradients == table1.gradients
+    assert held.optimizer_states == pytest.approx(table1.optimizer_states, rel=0.01)  # + v, 0.58%
+
+
+def test_badam_adam_mini_estimate_agrees_with_block_optimizer():
+    from badam import BlockOptimizer
+    from badam.adam_mini import AdamMini
+
+    enable_cpu_allocation_accounting()
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(layer_heavy_config()).to(torch.bfloat16)
+    optimizer = BlockOptimizer(AdamMini.from_model(model, lr=1e-3), list(model.named_parameters()), verbose=0)
+    ids = torch.randint(0, 256, (2, 16))
+    ours = estimate("badam_adam_mini", model).ours
+
+    model(input_ids=ids, labels=ids).loss.backward()
+    grads = held_bytes(optimizer, model)
+    optimizer.step()
+    after = held_bytes(optimizer, model)
+    assert grads.gradients == ours.gradients
+    assert after.master_copies == ours.master_copies
+    assert after.optimizer_states == pytest.approx(ours.optimizer_states, rel=0.01)  # + v, 0.55%
+    measured = grads.gradients + after.master_copies + after.optimizer_states
+    assert measured == pytest.approx(ours.optimizer_held, rel=0.01)
+
+    model(input_ids=ids, labels=ids).loss.backward()
+    with track_peak("cpu") as peak:
+        optimizer.step()
+    assert 0 < peak.peak_delta_bytes <= ours.transient
 
 
 # --- the command line ----------------------------------------------------------------------------

@@ -5,8 +5,9 @@
                                list(model.named_parameters()), switch_block_every=100)
 """
 
+from .adam_mini import AdamMini
 from .block import BlockOptimizer
 from .schedule import SWITCH_MODES, suggest_switch_every
 from .truncation import truncate_backward
 
-__all__ = ["BlockOptimizer", "SWITCH_MODES", "suggest_switch_every", "truncate_backward"]
+__all__ = ["AdamMini", "BlockOptimizer", "SWITCH_MODES", "suggest_switch_every", "truncate_backward"]

@@ -6,7 +6,8 @@ Three tools, all usable on CPU:
   master copies, optimizer states), counted from tensor storages.
 * `track_peak(device)`: a context manager measuring the peak of live allocated bytes over a block.
 * `estimate(method, model)`: the paper's memory accounting (Table 1 and Table 12 of arXiv
-  2404.02827) for Adam, BAdam, LoRA and LOMO, from a model config without loading weights, plus
+  2404.02827) for Adam, BAdam, LoRA and LOMO, and for Adam-mini alone and as BAdam's inner solver,
+  from a model config without loading weights, plus
   the accounting of this implementation of BAdam. New methods register in `METHODS`.
 
 Command line (GB = 1e9 bytes; `--help` for the options):

@@ -1,7 +1,7 @@
 """Command line (GB = 1e9 bytes):
 
-    python -m badam.memory --model llama2-7b [--method all|adam|badam|lora|lomo] [--blocks D]
-                           [--include-embedding] [--include-lm-head] [--lora-rank r]
+    python -m badam.memory --model llama2-7b [--method all|adam|badam|lora|lomo|adam_mini|badam_adam_mini]
+                           [--blocks D] [--include-embedding] [--include-lm-head] [--lora-rank r]
                            [--config path/to/config.json] [--json]
 """
 
@@ -60,23 +60,24 @@ def format_report(count: ModelCount, estimates: Sequence[MemoryEstimate], builti
         *(f"  {e.method}: {a}" for e in estimates for a in e.assumptions),
     ]
     for e in estimates:
-        if e.table12 is None or e.ours is None:
+        if e.ours is None:
             continue
+        # BAdam's split sits under the paper's own (Table 12); other methods have only ours.
+        rows = []
+        if e.table12 is not None:
+            rows.append(("paper (mean block)", _gb(e.table12.parameters), _gb(e.table12.gradients),
+                         _gb(e.table12.states), "-", _gb(e.table12.total)))
+        rows.append(("ours (peak block)" if e.method == "badam" else f"{e.method} (peak block)",
+                     _gb(e.ours.parameters), _gb(e.ours.gradients), _gb(e.ours.states), _gb(e.ours.transient),
+                     _gb(e.ours.total)))
+        title = "BAdam" if e.method == "badam" else e.method
         lines += [
             "",
-            f"Table 12 split for BAdam (D = {e.num_blocks} blocks)",
-            *_table(
-                ("accounting", "parameters", "gradient", "optimizer states", "transient", "total"),
-                [
-                    ("paper (mean block)", _gb(e.table12.parameters), _gb(e.table12.gradients), _gb(e.table12.states),
-                     "-", _gb(e.table12.total)),
-                    ("ours (peak block)", _gb(e.ours.parameters), _gb(e.ours.gradients), _gb(e.ours.states),
-                     _gb(e.ours.transient), _gb(e.ours.total)),
-                ],
-            ),
+            f"Table 12 split for {title} (D = {e.num_blocks} blocks)",
+            *_table(("accounting", "parameters", "gradient", "optimizer states", "transient", "total"), rows),
         ]
         paper = PAPER_TABLE12_GB.get(builtin or "")
-        if paper is not None and e.num_blocks == len(count.layers):
+        if e.table12 is not None and paper is not None and e.num_blocks == len(count.layers):
             lines.append(
                 f"paper's Table 12 for {count.name}: parameters {paper['parameters']} GB, gradient "
                 f"{paper['gradients']} GB, optimizer states {paper['optimizer_states']} GB"
@@ -87,7 +88,8 @@ def format_report(count: ModelCount, estimates: Sequence[MemoryEstimate], builti
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m badam.memory",
-        description="Memory of Adam, BAdam, LoRA and LOMO for a model, without its weights (GB = 1e9 bytes).",
+        description="Memory of Adam, BAdam, LoRA, LOMO and Adam-mini (alone and inside BAdam) for a model, "
+        "without its weights (GB = 1e9 bytes).",
     )
     parser.add_argument("--model", default="llama2-7b", help=f"one of {_valid_models()} (default llama2-7b)")
     parser.add_argument("--config", help="path to a config.json or a model directory; overrides --model")

@@ -1,5 +1,6 @@
 """The paper's memory accounting (Table 1 and Table 12 of arXiv 2404.02827) for Adam, BAdam, LoRA and
-LOMO, plus the accounting of this implementation of BAdam. New methods register in `METHODS`."""
+LOMO, the same accounting for Adam-mini alone and as BAdam's inner solver, plus the accounting of
+this implementation of BAdam. New methods register in `METHODS`."""
 
 from __future__ import annotations
 
@@ -193,10 +194,59 @@ def _lomo(count: ModelCount, options: EstimateOptions) -> MemoryEstimate:
     )
 
 
+# Adam-mini's v has one value per Hessian block: 1.16M values for Llama 2-7B's 6.7G parameters
+# (0.02%). A ModelCount has no per-tensor row counts to count it from, so the estimates leave it out.
+_ADAM_MINI_V = "Adam-mini's v (one fp32 value per head, output row or norm) is not counted: < 0.1% of M on LLMs"
+
+
+def _adam_mini(count: ModelCount, options: EstimateOptions) -> MemoryEstimate:
+    m = count.total
+    return MemoryEstimate(
+        method="adam_mini", model=count.name, n_params=m, formula="14M",
+        table1=Breakdown(parameters=BF16 * m, gradients=FP32 * m, master_copies=FP32 * m, optimizer_states=FP32 * m),
+        assumptions=(
+            "as adam, with Adam-mini for AdamW: bf16 model 2M; fp32 gradient 4M; fp32 master copy 4M + m 4M = 8M",
+            _ADAM_MINI_V,
+        ),
+    )
+
+
+def _badam_adam_mini(count: ModelCount, options: EstimateOptions) -> MemoryEstimate:
+    m = count.total
+    blocks = badam_blocks(count, options)
+    d = len(blocks)
+    # Adam-mini's step allocates nothing of a tensor's size (see badam.adam_mini), so the transient is
+    # only the fp32 upcast of one tensor's gradient, largest on the largest tensor.
+    peak = max(blocks, key=lambda b: (BF16 + 2 * FP32) * b.numel + FP32 * b.largest_tensor)
+    return MemoryEstimate(
+        method="badam_adam_mini", model=count.name, n_params=m, formula="2M + 12M/D", num_blocks=d,
+        table1=Breakdown(parameters=BF16 * m, gradients=round(FP32 * m / d), master_copies=round(FP32 * m / d),
+                         optimizer_states=round(FP32 * m / d)),
+        ours=Breakdown(
+            parameters=BF16 * m,
+            gradients=BF16 * peak.numel,
+            master_copies=FP32 * peak.numel,
+            optimizer_states=FP32 * peak.numel,
+            transient=FP32 * peak.largest_tensor,
+        ),
+        assumptions=(
+            f"Table 1: D = {d} equal blocks of M/D; per active parameter fp32 gradient 4 + fp32 master 4 "
+            "+ Adam-mini m 4 bytes",
+            f"ours: peak block {peak.name} ({peak.numel:,} parameters): bf16 gradient 2 + fp32 master 4 + m 4 "
+            f"bytes per parameter; transient 4 bytes x its largest tensor ({peak.largest_tensor:,}): the fp32 "
+            "gradient of the tensor being stepped",
+            _ADAM_MINI_V,
+        ),
+    )
+
+
 MethodEstimator = Callable[[ModelCount, EstimateOptions], MemoryEstimate]
 
-METHODS: dict[str, MethodEstimator] = {"adam": _adam, "badam": _badam, "lora": _lora, "lomo": _lomo}
-"""The methods `estimate` and the CLI know; register a new one (e.g. Adam-mini) by adding it here."""
+METHODS: dict[str, MethodEstimator] = {
+    "adam": _adam, "badam": _badam, "lora": _lora, "lomo": _lomo,
+    "adam_mini": _adam_mini, "badam_adam_mini": _badam_adam_mini,
+}
+"""The methods `estimate` and the CLI know; register a new one by adding it here."""
 
 
 def estimate(
