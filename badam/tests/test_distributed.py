@@ -30,15 +30,21 @@ def torchrun(case: str, tmp_path: Path) -> dict:
     return torch.load(out, weights_only=True)
 
 
-def test_ddp_equals_single_process_across_switches(tmp_path):
-    result = torchrun("ddp_equals_single", tmp_path)
-    assert result["blocks_seen"] >= 3, "the run must cross at least two block switches"
+def single_process_run():
+    """The reference: the same steps on the whole global batch in this process."""
     model = tiny_llama(layers=LAYERS)
     optimizer = block_optimizer(model)
     for step in range(STEPS):
         lm_loss(model, batch(step, size=GLOBAL_BATCH)).backward()
         optimizer.step()
         optimizer.zero_grad()
+    return model
+
+
+def test_ddp_equals_single_process_across_switches(tmp_path):
+    result = torchrun("ddp_equals_single", tmp_path)
+    assert result["blocks_seen"] >= 3, "the run must cross at least two block switches"
+    model = single_process_run()
     for name, param in model.state_dict().items():
         torch.testing.assert_close(result["params"][name], param, rtol=0, atol=1e-6, msg=name)
 
@@ -46,12 +52,7 @@ def test_ddp_equals_single_process_across_switches(tmp_path):
 def test_fsdp2_equals_single_process_across_switches(tmp_path):
     result = torchrun("fsdp_equals_single", tmp_path)
     assert result["blocks_seen"] >= 3
-    model = tiny_llama(layers=LAYERS)
-    optimizer = block_optimizer(model)
-    for step in range(STEPS):
-        lm_loss(model, batch(step, size=GLOBAL_BATCH)).backward()
-        optimizer.step()
-        optimizer.zero_grad()
+    model = single_process_run()
     for name, param in model.named_parameters():
         torch.testing.assert_close(result["params"][name], param.detach(), rtol=0, atol=1e-6, msg=name)
 
