@@ -16,18 +16,22 @@ from torch.nn.parallel import DistributedDataParallel
 sys.path.insert(0, str(Path(__file__).parent))
 from badam_tiny import batch, lm_loss, tiny_llama  # noqa: E402
 
-from badam import BlockOptimizer  # noqa: E402
+from badam import AdamMini, BlockOptimizer  # noqa: E402
 from badam.distributed import follow_block_switches, load_checkpoint, save_checkpoint  # noqa: E402
 
 STEPS, RESUME_AT, K, LAYERS, GLOBAL_BATCH = 7, 3, 2, 3, 4
 
 
-def block_optimizer(model):
+def block_optimizer(model, inner="adamw", **kwargs):
     # eps=1e-3: Adam's first steps are lr * sign(g), so with the default eps an entry whose gradient is
     # reduction-order noise (~1e-9) would move by +-lr on one side and the other; a larger eps keeps
     # the comparison about synchronisation, not about the sign of noise.
-    base = torch.optim.AdamW(model.parameters(), lr=1e-3, eps=1e-3, foreach=False)
-    return BlockOptimizer(base, list(model.named_parameters()), switch_block_every=K, switch_mode="random", seed=1, verbose=0)
+    if inner == "adam_mini":
+        base = AdamMini.from_model(model, lr=1e-3, eps=1e-3)
+    else:
+        base = torch.optim.AdamW(model.parameters(), lr=1e-3, eps=1e-3, foreach=False)
+    return BlockOptimizer(base, list(model.named_parameters()), switch_block_every=K, switch_mode="random", seed=1,
+                          verbose=0, **kwargs)
 
 
 def train_ddp(model, optimizer, ddp, steps, first_step=0):
@@ -113,13 +117,21 @@ def full_params(model):
     return {n: p.full_tensor() if hasattr(p, "full_tensor") else p.detach() for n, p in model.named_parameters()}
 
 
-def case_fsdp_equals_single(out):
+def case_fsdp_equals_single(out, **optimizer_kwargs):
     model = sharded(tiny_llama(layers=LAYERS))
-    optimizer = block_optimizer(model)
+    optimizer = block_optimizer(model, **optimizer_kwargs)
     train_ddp(model, optimizer, model, STEPS)
     params = full_params(model)
     if dist.get_rank() == 0:
         torch.save({"params": params, "blocks_seen": optimizer.schedule.global_step // K}, out)
+
+
+def case_fsdp_bread_sgd(out):
+    case_fsdp_equals_single(out, sgd_mode="all", sgd_lr_scaling=0.5)
+
+
+def case_fsdp_adam_mini(out):
+    case_fsdp_equals_single(out, inner="adam_mini")
 
 
 def case_fsdp_resume(out):

@@ -30,10 +30,10 @@ def torchrun(case: str, tmp_path: Path) -> dict:
     return torch.load(out, weights_only=True)
 
 
-def single_process_run():
+def single_process_run(**optimizer_kwargs):
     """The reference: the same steps on the whole global batch in this process."""
     model = tiny_llama(layers=LAYERS)
-    optimizer = block_optimizer(model)
+    optimizer = block_optimizer(model, **optimizer_kwargs)
     for step in range(STEPS):
         lm_loss(model, batch(step, size=GLOBAL_BATCH)).backward()
         optimizer.step()
@@ -49,10 +49,18 @@ def test_ddp_equals_single_process_across_switches(tmp_path):
         torch.testing.assert_close(result["params"][name], param, rtol=0, atol=1e-6, msg=name)
 
 
-def test_fsdp2_equals_single_process_across_switches(tmp_path):
-    result = torchrun("fsdp_equals_single", tmp_path)
+@pytest.mark.parametrize(
+    "case, optimizer_kwargs",
+    [("fsdp_equals_single", {}), ("fsdp_bread_sgd", {"sgd_mode": "all", "sgd_lr_scaling": 0.5}),
+     ("fsdp_adam_mini", {"inner": "adam_mini"})],
+    ids=["adamw", "bread-sgd", "adam-mini"],
+)
+def test_fsdp2_equals_single_process_across_switches(tmp_path, case, optimizer_kwargs):
+    # BREAD's SGD hooks then see the reduce-scattered shard of the gradient, and Adam-mini's per-head
+    # and per-row second moments are computed on row shards: both must match one process.
+    result = torchrun(case, tmp_path)
     assert result["blocks_seen"] >= 3
-    model = single_process_run()
+    model = single_process_run(**optimizer_kwargs)
     for name, param in model.named_parameters():
         torch.testing.assert_close(result["params"][name], param.detach(), rtol=0, atol=1e-6, msg=name)
 

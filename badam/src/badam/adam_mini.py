@@ -169,8 +169,9 @@ class AdamMini(Optimizer):
                 grad = param.grad.reshape(blocks, -1)
                 m = state["m"].view(blocks, -1)
                 v = state["v"]
-                # mean of g² per block through a norm, which reduces without materialising g²
-                mean_sq = torch.linalg.vector_norm(grad, dim=1).square_().div_(grad.shape[1])
+                # mean of g² per block through a norm, which reduces without materialising g²;
+                # out of place, since on a sharded (DTensor) tensor the norm is a pending reduction
+                mean_sq = torch.linalg.vector_norm(grad, dim=1).square() / grad.shape[1]
                 v.mul_(beta2).add_(mean_sq, alpha=1 - beta2)
                 m.lerp_(grad, 1 - beta1)
                 if weight_decay:
