@@ -126,6 +126,22 @@ def active_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+PHASES = ("forward", "backward", "update")
+
+
+def timed_step(model: torch.nn.Module, inputs: torch.Tensor, optimizer: torch.optim.Optimizer) -> tuple[float, float, float]:
+    """One training step on a language-modelling batch; seconds of forward, backward and update."""
+    t0 = time.perf_counter()
+    loss = model(input_ids=inputs, labels=inputs).loss
+    t1 = time.perf_counter()
+    loss.backward()
+    t2 = time.perf_counter()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    t3 = time.perf_counter()
+    return t1 - t0, t2 - t1, t3 - t2
+
+
 METHODS = {"ours": "BAdam (ours)", "adamw": "AdamW (full)", "published": "BAdam (published 1.4)"}
 
 
@@ -137,22 +153,15 @@ class Trainee:
         self.model = build_model(args)
         self.optimizer, self.base = make_optimizer(method, self.model, args, published_cls)
         self.inputs = torch.randint(0, args.vocab, (args.batch, args.seq), generator=torch.Generator().manual_seed(0))
-        self.timings: dict[str, list[float]] = {"forward": [], "backward": [], "update": []}
+        self.timings: dict[str, list[float]] = {phase: [] for phase in PHASES}
         self.peak_per_param = 0.0
         self.active_params = 0
 
     def step(self, timed: bool = True) -> None:
-        t0 = time.perf_counter()
-        loss = self.model(input_ids=self.inputs, labels=self.inputs).loss
-        t1 = time.perf_counter()
-        loss.backward()
-        t2 = time.perf_counter()
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        t3 = time.perf_counter()
+        seconds = timed_step(self.model, self.inputs, self.optimizer)
         if timed:
-            for key, value in zip(("forward", "backward", "update"), (t1 - t0, t2 - t1, t3 - t2)):
-                self.timings[key].append(value)
+            for phase, value in zip(PHASES, seconds):
+                self.timings[phase].append(value)
 
     def measure_memory_step(self) -> None:
         """One step whose optimizer-held peak is measured: held bytes before it plus its transient."""

@@ -22,3 +22,23 @@ def batch(seed: int = 0, size: int = 4, length: int = 16, vocab: int = 128) -> t
 
 def lm_loss(model: torch.nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
     return model(input_ids=input_ids, labels=input_ids).loss
+
+
+def assert_accumulation_equals_one_batch(make_optimizer, steps: int = 4) -> None:
+    """Two half-loss micro-batches per step must train exactly like their sum in one backward (fp32)."""
+    import copy
+
+    model = tiny_llama()
+    twin = copy.deepcopy(model)
+    optimizers = [make_optimizer(m) for m in (model, twin)]
+    inputs = batch(0, size=8)
+    for _ in range(steps):
+        for micro in inputs.chunk(2):
+            (lm_loss(model, micro) / 2).backward()
+        optimizers[0].step()
+        optimizers[0].zero_grad()
+        (lm_loss(twin, inputs[:4]) / 2 + lm_loss(twin, inputs[4:]) / 2).backward()
+        optimizers[1].step()
+        optimizers[1].zero_grad()
+    for a, b in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)

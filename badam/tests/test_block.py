@@ -5,7 +5,7 @@ import io
 
 import pytest
 import torch
-from badam_tiny import batch, lm_loss, tiny_llama
+from badam_tiny import assert_accumulation_equals_one_batch, batch, lm_loss, tiny_llama
 from peft import LoraConfig, get_peft_model
 
 from badam import BlockOptimizer
@@ -146,23 +146,10 @@ def test_scheduler_lr_reaches_the_inner_step():
 
 
 def test_gradient_accumulation_equals_one_big_step():
-    model = tiny_llama()
-    twin = copy.deepcopy(model)
-    opts = [
-        BlockOptimizer(torch.optim.AdamW(m.parameters(), lr=1e-2, foreach=False), list(m.named_parameters()), switch_block_every=3)
-        for m in (model, twin)
-    ]
-    inputs = batch(0, size=8)
-    for _ in range(4):
-        for micro in inputs.chunk(2):
-            (lm_loss(model, micro) / 2).backward()
-        opts[0].step()
-        opts[0].zero_grad()
-        (lm_loss(twin, inputs[:4]) / 2 + lm_loss(twin, inputs[4:]) / 2).backward()
-        opts[1].step()
-        opts[1].zero_grad()
-    for a, b in zip(model.parameters(), twin.parameters()):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    assert_accumulation_equals_one_batch(
+        lambda m: BlockOptimizer(torch.optim.AdamW(m.parameters(), lr=1e-2, foreach=False), list(m.named_parameters()),
+                                 switch_block_every=3)
+    )
 
 
 def test_active_modules_train_throughout_and_keep_their_state():

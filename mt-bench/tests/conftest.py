@@ -19,16 +19,6 @@ CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n
                  "{% if add_generation_prompt %}<|assistant|>{% endif %}")
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    # The test models are tiny: extra threads only spin, and slow to a crawl on a busy machine.
-    import torch
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     if not (DATA_DIR / "question.jsonl").is_file():

@@ -7,7 +7,8 @@
 
 from .adam_mini import AdamMini
 from .block import BlockOptimizer
+from .ratio import BlockOptimizerRatio
 from .schedule import SWITCH_MODES, suggest_switch_every
 from .truncation import truncate_backward
 
-__all__ = ["AdamMini", "BlockOptimizer", "SWITCH_MODES", "suggest_switch_every", "truncate_backward"]
+__all__ = ["AdamMini", "BlockOptimizer", "BlockOptimizerRatio", "SWITCH_MODES", "suggest_switch_every", "truncate_backward"]

@@ -34,6 +34,11 @@ def _first_prefix(names: Sequence[str], markers: Sequence[str]) -> list[str]:
     return found
 
 
+def embedding_prefixes(param_names: Sequence[str]) -> list[str]:
+    """Module prefixes of the input embeddings (token and, for GPT-2, position) among the names."""
+    return _first_prefix(param_names, _EMBEDDING_NAMES)
+
+
 def infer_block_prefixes(
     param_names: Sequence[str], include_embedding: bool = False, include_lm_head: bool = False
 ) -> list[list[str]]:
@@ -60,7 +65,7 @@ def infer_block_prefixes(
         )
     blocks = [[prefix] for prefix in sorted(layers, key=layers.get)]
     if include_embedding:
-        embedding = _first_prefix(param_names, _EMBEDDING_NAMES)
+        embedding = embedding_prefixes(param_names)
         if not embedding:
             raise ValueError("include_embedding=True but no embedding parameters were found")
         blocks.insert(0, embedding)
