@@ -1,0 +1,31 @@
+"""The shell scripts end to end: run_all.sh (through run_task.sh and table.sh) with a tiny RoBERTa."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def test_run_all_trains_tabulates_and_reports_failures(tiny_model, data_dir, tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHON": sys.executable, "DATA_DIR": str(data_dir), "OUT_DIR": str(out),
+           "TASKS": "copa cb", "OPTIMIZERS": "block", "OMP_NUM_THREADS": "1"}  # a tiny model: no extra threads
+    smoke = ["--model_name", str(tiny_model), "--max_steps", "3", "--batch_size", "4", "--max_train_examples", "12",
+             "--max_eval_examples", "8"]
+    result = subprocess.run(["bash", str(SCRIPTS / "run_all.sh"), *smoke], env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "unknown task 'cb'. The paper's SuperGLUE tasks are: boolq" in result.stderr
+    assert "[run_all] failed: cb/block" in result.stderr
+    results = json.loads((out / "copa-block-seed0" / "results.json").read_text())
+    # The config's settings, the flags' overrides.
+    assert results["config"]["eval_steps"] == 25 and results["config"]["switch_mode"] == "ascending"
+    assert results["global_step"] == 3 and results["examples"]["selection"] == 8
+    table = (out / "table.md").read_text().splitlines()
+    assert table[4].startswith(f"| BAdam | - | 0.85 | {results['test']['score']:.3f} | 0.69 |")
+
+    usage = subprocess.run(["bash", str(SCRIPTS / "run_task.sh")], env=env, capture_output=True, text=True)
+    assert usage.returncode == 2 and "Usage: run_task.sh TASK OPTIMIZER" in usage.stdout
