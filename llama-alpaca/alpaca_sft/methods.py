@@ -1,0 +1,151 @@
+"""One function per finetuning type: prepare the model and the Trainer's optimizer arguments.
+
+`prepare(model, ft, args)` returns (model, trainer kwargs). The Trainer always builds the learning
+rate scheduler (on whatever optimizer we hand it) and saves the optimizer's full state in its
+checkpoints, so every type resumes with `--resume_from_checkpoint`.
+
+    block            BAdam: BlockOptimizer over AdamW (badam.hf)
+    full             AdamW on every parameter (the Trainer's own optimizer)
+    lora             PEFT LoRA on all linear layers (the Trainer's own optimizer on the adapters)
+    sparse           BlockOptimizerRatio: a moving share of every tensor's entries
+    bread_lora       BAdam + the LoRA adapters of the corrected blocks (BREAD, lora_mode)
+    bread_sgd        BAdam + an SGD step on the inactive blocks inside backward (BREAD, sgd_mode)
+    adam_mini        Adam-mini on every parameter
+    block_adam_mini  BAdam with Adam-mini as the inner solver
+    lomo             LOMO, the update fused into backward (lomo-optim, the Trainer's optim="lomo")
+    galore           GaLore AdamW on the linear layers (galore-torch, the Trainer's optim="galore_adamw")
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+from transformers import Trainer, TrainingArguments
+
+from .args import FinetuningArguments
+
+logger = logging.getLogger(__name__)
+
+
+def _block_kwargs(ft: FinetuningArguments) -> dict[str, Any]:
+    return dict(switch_block_every=ft.switch_block_every, switch_mode=ft.switch_mode, start_block=ft.start_block,
+                include_embedding=ft.include_embedding, include_lm_head=ft.include_lm_head)
+
+
+def _with_lora(model: nn.Module, ft: FinetuningArguments) -> nn.Module:
+    from peft import LoraConfig, get_peft_model
+
+    target = ft.lora_target if ft.lora_target == "all-linear" else [t.strip() for t in ft.lora_target.split(",")]
+    config = LoraConfig(task_type="CAUSAL_LM", r=ft.lora_rank, lora_alpha=ft.lora_alpha or 2 * ft.lora_rank,
+                        lora_dropout=ft.lora_dropout, target_modules=target)
+    return get_peft_model(model, config)
+
+
+def _no_clipping(args: TrainingArguments, why: str) -> None:
+    if args.max_grad_norm:
+        logger.warning("max_grad_norm=%s ignored: %s", args.max_grad_norm, why)
+        args.max_grad_norm = 0.0
+
+
+def _adam_kwargs(args: TrainingArguments) -> dict[str, Any]:
+    return dict(lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon,
+                weight_decay=args.weight_decay)
+
+
+def _adam_mini(model: nn.Module, args: TrainingArguments):
+    from badam.adam_mini import AdamMini
+
+    return AdamMini.from_model(model, **_adam_kwargs(args))
+
+
+def block(model, ft, args):
+    from badam.hf import badam_trainer_kwargs
+
+    return model, badam_trainer_kwargs(model, args, **_block_kwargs(ft))
+
+
+def full(model, ft, args):
+    return model, {}
+
+
+def lora(model, ft, args):
+    return _with_lora(model, ft), {}
+
+
+def sparse(model, ft, args):
+    from badam.ratio import BlockOptimizerRatio
+
+    _no_clipping(args, "sparse consumes the gradients inside backward")
+    optimizer = BlockOptimizerRatio(model.parameters(), list(model.named_parameters()),
+                                    switch_every=ft.switch_block_every, update_ratio=ft.update_ratio,
+                                    mask_mode=ft.mask_mode, include_embedding=ft.include_embedding,
+                                    seed=args.seed, **_adam_kwargs(args))
+    return model, {"optimizers": (optimizer, None)}
+
+
+def bread_lora(model, ft, args):
+    from badam import BlockOptimizer
+    from badam.hf import BAdamCallback
+
+    model = _with_lora(model, ft)
+    # The blocks hold the base weights, which PEFT froze: the base optimizer covers every parameter.
+    optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
+    base = optimizer_cls(model.parameters(), **optimizer_kwargs)
+    optimizer = BlockOptimizer(base, list(model.named_parameters()), lora_mode=ft.bread_mode, seed=args.seed,
+                               **_block_kwargs(ft))
+    return model, {"optimizers": (optimizer, None), "callbacks": [BAdamCallback(optimizer, model)]}
+
+
+def bread_sgd(model, ft, args):
+    from badam.hf import badam_trainer_kwargs
+
+    return model, badam_trainer_kwargs(model, args, sgd_mode=ft.bread_mode, sgd_lr_scaling=ft.sgd_lr_scaling,
+                                       **_block_kwargs(ft))
+
+
+def adam_mini(model, ft, args):
+    return model, {"optimizers": (_adam_mini(model, args), None)}
+
+
+def block_adam_mini(model, ft, args):
+    from badam import BlockOptimizer
+    from badam.hf import BAdamCallback
+
+    optimizer = BlockOptimizer(_adam_mini(model, args), list(model.named_parameters()), seed=args.seed,
+                               **_block_kwargs(ft))
+    return model, {"optimizers": (optimizer, None), "callbacks": [BAdamCallback(optimizer, model)]}
+
+
+def _require(module: str, package: str, finetuning_type: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ImportError(f"finetuning_type={finetuning_type} needs the {package} package: pip install {package}")
+
+
+def lomo(model, ft, args):
+    _require("lomo_optim", "lomo-optim", "lomo")
+    _no_clipping(args, "LOMO updates inside backward; the Trainer's clipping would see no gradients")
+    args.optim = "lomo"
+    return model, {}
+
+
+def galore(model, ft, args):
+    _require("galore_torch", "galore-torch", "galore")
+    args.optim = "galore_adamw"
+    args.optim_target_modules = [r".*\.(self_attn|mlp)\..*"]
+    args.optim_args = f"rank={ft.galore_rank},update_proj_gap={ft.galore_update_interval},scale={ft.galore_scale}"
+    return model, {}
+
+
+METHODS: dict[str, Callable[[nn.Module, FinetuningArguments, TrainingArguments], tuple[nn.Module, dict]]] = {
+    "block": block, "full": full, "lora": lora, "sparse": sparse, "bread_lora": bread_lora, "bread_sgd": bread_sgd,
+    "adam_mini": adam_mini, "block_adam_mini": block_adam_mini, "lomo": lomo, "galore": galore,
+}
+
+
+def prepare(model: nn.Module, ft: FinetuningArguments, args: TrainingArguments) -> tuple[nn.Module, dict[str, Any]]:
+    return METHODS[ft.finetuning_type](model, ft, args)

@@ -1,0 +1,114 @@
+"""Supervised fine-tuning on Alpaca-format data with BAdam or a baseline: the training entry point.
+
+    PYTHONPATH=llama-alpaca python -m alpaca_sft.train llama-alpaca/configs/demo_block.yaml
+    PYTHONPATH=llama-alpaca python -m alpaca_sft.train --model_name_or_path meta-llama/Llama-2-7b-hf \
+        --dataset alpaca_gpt4_en --finetuning_type block --output_dir outputs/run ...   # --help for all
+
+Writes to --output_dir: checkpoints (checkpoint-N/, resumable with --resume_from_checkpoint, "last"
+for the newest), the final model (or LoRA adapter), run_report.json (time and memory split, losses),
+and with --plot_loss training_loss.png. --report_to wandb logs to W&B (WANDB_MODE=offline works
+without network or account; `wandb sync` the run directory later).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import set_seed
+
+from .args import PURE_BF16_TYPES, parse_args
+from .data import Collator, load_splits
+from .atomic import atomic_write_json
+from .memory import MemoryCallback
+from .methods import prepare
+from .model import load_model_and_tokenizer
+from .report import plot_losses
+from .timing import SFTTrainer
+
+logger = logging.getLogger("alpaca_sft")
+
+
+def train(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run one training job; returns the run report (also written to output_dir/run_report.json)."""
+    model_args, data_args, ft, args = parse_args(argv)
+    if args.eval_strategy != "no" and not data_args.val_size:
+        raise ValueError(f"eval_strategy={args.eval_strategy.value}: evaluation needs a validation split, set --val_size")
+    os.environ.setdefault("WANDB_PROJECT", "badam-alpaca")
+    set_seed(args.seed)
+    dtype = torch.bfloat16 if args.bf16 and ft.finetuning_type in PURE_BF16_TYPES else torch.float32
+    model, tokenizer = load_model_and_tokenizer(model_args.model_name_or_path, dtype, args.seed)
+    train_set, val_set = load_splits(data_args.dataset, tokenizer, data_args.template, data_args.cutoff_len,
+                                     data_args.val_size, data_args.max_samples, args.seed)
+    logger.info("%d training and %d validation examples", len(train_set), len(val_set))
+    model, kwargs = prepare(model, ft, args)
+    memory = MemoryCallback(ft.memory_sample_steps)
+    kwargs["callbacks"] = [*kwargs.get("callbacks", []), memory]
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=val_set or None,
+                         data_collator=Collator(tokenizer.pad_token_id), processing_class=tokenizer, **kwargs)
+    resume = args.resume_from_checkpoint
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=True if resume in ("last", "true", "True") else resume)
+    seconds = time.perf_counter() - start
+    trainer.save_model()
+    trainer.save_state()
+
+    eval_loss = trainer.evaluate()["eval_loss"] if val_set else None
+    train_losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    report = {
+        "finetuning_type": ft.finetuning_type,
+        "model": model_args.model_name_or_path,
+        "dataset": data_args.dataset,
+        "template": data_args.template,
+        "dtype": str(dtype).removeprefix("torch."),
+        "device": str(args.device),
+        "total_parameters": sum(p.numel() for p in model.parameters()),
+        "trainable_parameters": _trainable(trainer.optimizer),
+        "train_examples": len(train_set),
+        "global_steps": trainer.state.global_step,
+        "train_seconds": seconds,
+        "tokens_per_second": trainer.timer.tokens / seconds if seconds else 0.0,
+        "train_loss": result.training_loss,
+        "final_train_loss": train_losses[-1] if train_losses else math.nan,
+        "eval_loss": eval_loss,
+        # The mean skips the warm-up step and the steps the CPU memory tracing slowed down.
+        "time": trainer.timer.summary(skip=max(1, ft.memory_sample_steps if args.device.type == "cpu" else 1)),
+        "memory": memory.summary(),
+        "log_history": trainer.state.log_history,
+    }
+    out = Path(args.output_dir)
+    atomic_write_json(out / "run_report.json", report)
+    if ft.plot_loss:
+        plot_losses({ft.finetuning_type: trainer.state.log_history}, out / "training_loss.png",
+                    title=f"{ft.finetuning_type}: {Path(model_args.model_name_or_path).name} on {data_args.dataset}")
+    return report
+
+
+def _trainable(optimizer: torch.optim.Optimizer) -> int:
+    """Parameters the optimizer can update over the run (BAdam: all its blocks, not just the active one)."""
+    from accelerate.optimizer import AcceleratedOptimizer
+
+    if isinstance(optimizer, AcceleratedOptimizer):
+        optimizer = optimizer.optimizer
+    blocks = getattr(optimizer, "blocks", None)
+    if blocks is not None:
+        return sum(p.numel() for block in blocks for p in block)
+    return sum(p.numel() for g in optimizer.param_groups for p in g["params"])
+
+
+def main() -> None:
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    try:
+        train()
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        sys.exit(f"error: {exc}")
+
+
+if __name__ == "__main__":
+    main()
