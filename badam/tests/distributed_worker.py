@@ -6,6 +6,7 @@ Each case trains a tiny Llama with BAdam across block switches and writes, from 
 test compares (parameters, or a verdict) to OUT_FILE with torch.save.
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -161,4 +162,11 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     case, out = sys.argv[1], sys.argv[2]
     globals()[f"case_{case}"](out)
+    dist.barrier()
     dist.destroy_process_group()
+    # The work is done and written. Interpreter teardown can abort a rank now and then ("terminate
+    # called without an active exception": a native thread destroyed with the statics), which would
+    # fail the launch after the fact, so leave without it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
