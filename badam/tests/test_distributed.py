@@ -1,5 +1,6 @@
 """BAdam under DDP and FSDP2: 2-process gloo runs on CPU, compared with one process."""
 
+import json
 import os
 import socket
 import subprocess
@@ -20,13 +21,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def torchrun(case: str, tmp_path: Path) -> dict:
-    out = tmp_path / f"{case}.pt"
+def launch(script: Path, *args: str) -> None:
+    """Run `script` on 2 local gloo processes under torchrun."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(free_port()), str(WORKER), case, str(out)]
+               "--master_port", str(free_port()), str(script), *args]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, f"torchrun {case} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, f"torchrun {script.name} {args} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+
+
+def torchrun(case: str, tmp_path: Path) -> dict:
+    out = tmp_path / f"{case}.pt"
+    launch(WORKER, case, str(out))
     return torch.load(out, weights_only=True)
 
 
@@ -91,3 +97,19 @@ def test_rebuild_refuses_static_graph():
 
     with pytest.raises(ValueError, match="static_graph=False"):
         rebuild_reducer(Fake())
+
+
+def test_memory_per_rank_script(tmp_path):
+    out = tmp_path / "memory.json"
+    launch(Path(__file__).parents[2] / "scripts" / "bench_distributed_memory.py", "--layers", "4", "--hidden", "128",
+           "--intermediate", "344", "--heads", "4", "--vocab", "256", "--seq", "32", "--out", str(out))
+    figures = {f["engine"]: f for f in json.loads(out.read_text())["figures"]}
+    ddp, fsdp2 = figures["ddp"], figures["fsdp2"]
+    # Replicated: every rank holds the bf16 model and 14 bytes per active parameter (bf16 gradient,
+    # fp32 master, m and v; Adam's step counters on top); sharded over 2 ranks: half of that.
+    head_dim = 128 // 4
+    rotary_buffer = head_dim // 2 * 4  # the fp32 rotary inv_freq, which held_bytes counts with the weights
+    assert ddp["weights_mb"] * 2**20 == 2 * ddp["M"] + rotary_buffer
+    assert ddp["optimizer_held_mb"] * 2**20 == pytest.approx(14 * ddp["active_block_params"], rel=0.01)
+    assert fsdp2["max_rank_total_mb"] == pytest.approx(ddp["rank_total_mb"] / 2, rel=0.02)
+    assert fsdp2["max_rank_total_mb"] <= fsdp2["formula_per_rank_mb"]

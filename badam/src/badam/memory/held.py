@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.distributed.tensor import DTensor
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class _StorageCounter:
         for tensor in tensors:
             if tensor.device.type == "meta":  # a meta tensor has no memory behind it
                 continue
+            if isinstance(tensor, DTensor):  # sharded (FSDP2): this rank holds its local shard
+                tensor = tensor.to_local()
             storage = tensor.untyped_storage()
             key = (tensor.device, storage.data_ptr())
             if storage.nbytes() == 0 or key in self.seen:
