@@ -24,6 +24,16 @@ def lm_loss(model: torch.nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
     return model(input_ids=input_ids, labels=input_ids).loss
 
 
+def train(model, optimizer, steps: int, seed0: int = 0, scheduler=None) -> None:
+    """`steps` optimizer steps on the language-modelling batches seed0, seed0 + 1, ..."""
+    for step in range(steps):
+        lm_loss(model, batch(seed0 + step)).backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+
 def assert_accumulation_equals_one_batch(make_optimizer, steps: int = 4) -> None:
     """Two half-loss micro-batches per step must train exactly like their sum in one backward (fp32)."""
     import copy

@@ -5,7 +5,7 @@ import io
 
 import pytest
 import torch
-from badam_tiny import assert_accumulation_equals_one_batch, batch, lm_loss, tiny_llama
+from badam_tiny import assert_accumulation_equals_one_batch, batch, lm_loss, tiny_llama, train
 from peft import LoraConfig, get_peft_model
 
 from badam import BlockOptimizer
@@ -19,15 +19,6 @@ def decay_groups(model, weight_decay=0.1, lr=1e-2):
         {"params": decay, "weight_decay": weight_decay, "lr": lr},
         {"params": no_decay, "weight_decay": 0.0, "lr": lr * 3},
     ]
-
-
-def train(model, optimizer, steps, seed0=0, scheduler=None):
-    for step in range(steps):
-        lm_loss(model, batch(seed0 + step)).backward()
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
 
 
 def test_active_block_follows_adamw_exactly_fp32():

@@ -4,7 +4,7 @@ import copy
 
 import pytest
 import torch
-from badam_tiny import batch, lm_loss, tiny_llama
+from badam_tiny import batch, lm_loss, tiny_llama, train
 from peft import LoraConfig, get_peft_model
 
 from badam import BlockOptimizer
@@ -185,12 +185,6 @@ def test_exact_resume_with_sgd_correction():
             torch.optim.AdamW(model.parameters(), lr=LR, foreach=False), list(model.named_parameters()),
             switch_block_every=2, switch_mode="random", seed=3, sgd_mode="partial", verbose=0,
         )
-
-    def train(model, optimizer, steps, seed0=0):
-        for step in range(steps):
-            lm_loss(model, batch(seed0 + step)).backward()
-            optimizer.step()
-            optimizer.zero_grad()
 
     straight = tiny_llama(layers=3, dtype=torch.bfloat16)
     train(straight, build(straight), 7)

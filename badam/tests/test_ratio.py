@@ -6,7 +6,7 @@ import io
 
 import pytest
 import torch
-from badam_tiny import assert_accumulation_equals_one_batch, batch, lm_loss, tiny_llama
+from badam_tiny import assert_accumulation_equals_one_batch, batch, lm_loss, tiny_llama, train
 
 from badam.memory import held_bytes
 from badam.ratio import BlockOptimizerRatio
@@ -25,15 +25,6 @@ def decay_groups(model, weight_decay=0.1, lr=1e-2):
 def ratio_optimizer(model, **kwargs):
     kwargs.setdefault("lr", 1e-2)
     return BlockOptimizerRatio(kwargs.pop("groups", model.parameters()), list(model.named_parameters()), **kwargs)
-
-
-def train(model, optimizer, steps, seed0=0, scheduler=None):
-    for step in range(steps):
-        lm_loss(model, batch(seed0 + step)).backward()
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
 
 
 def test_ratio_one_follows_adamw_exactly_fp32():
