@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -107,7 +109,13 @@ def main() -> None:
                   f"{f['formula_per_rank_mb']:>15.2f}{f['formula_replicated_mb']:>11.2f}")
         if args.out:
             Path(args.out).write_text(json.dumps({"world": world, "args": asdict(args), "figures": figures}, indent=1))
+    dist.barrier()
     dist.destroy_process_group()
+    # Figures are printed and written. Interpreter teardown can abort a gloo rank now and then
+    # ("terminate called without an active exception"), which would fail the launch after the fact.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
