@@ -1,11 +1,13 @@
-"""Per-rank memory of BAdam on DDP and FSDP2, next to the paper's (2M + 16M/D)/N.
+"""Per-rank memory of BAdam on DDP, FSDP2 and DeepSpeed ZeRO-3, next to the paper's (2M + 16M/D)/N.
 
 Launch one process per device; every engine trains the same bf16 Llama with BAdam (AdamW inside)
 for a few steps, and each rank counts what it holds after a backward (badam.memory.held_bytes:
 weights, gradients, fp32 masters and Adam states, sharded tensors by their local shard). Rank 0
 prints the figures with the formula beside them: FSDP2 shards everything, so it should approach
 (2M + 16M/D)/N (ours holds a bf16 gradient, 14 bytes per active parameter where the paper counts
-16); DDP replicates, so it stays at 2M + 16M/D on every rank.
+16); ZeRO-3 shards everything too, and its gradient partitions are bf16 as well (DeepSpeed's
+default with a bf16 model), so it holds the same; DDP replicates, so it stays at 2M + 16M/D on every rank.
+ZeRO-3's communication buffers (one 2**20-element bucket here) are not counted.
 
     torchrun --nproc_per_node 2 scripts/bench_distributed_memory.py                # CPU, gloo
     torchrun --nproc_per_node 8 scripts/bench_distributed_memory.py --layers 32 --hidden 4096 --intermediate 11008
@@ -15,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from badam import BlockOptimizer
-from badam.distributed import follow_block_switches
+from badam.distributed import follow_block_switches, leave
 from badam.memory import held_bytes
 
 MB = 2**20
@@ -42,7 +42,7 @@ class Args:
     vocab: int = 1024  # vocabulary
     batch: int = 2  # sequences per rank and step
     seq: int = 128  # tokens per sequence
-    engines: str = "ddp,fsdp2"  # which engines to measure
+    engines: str = "ddp,fsdp2,zero3"  # which engines to measure (zero3 needs DeepSpeed)
     out: str = ""  # optional JSON file for the figures (rank 0)
 
 
@@ -55,6 +55,35 @@ def build(args: Args, device: torch.device) -> LlamaForCausalLM:
         return LlamaForCausalLM(config).to(torch.bfloat16)
 
 
+def storage_bytes(tensors) -> int:
+    """Bytes behind `tensors`, each storage counted once."""
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors if t is not None}
+    return sum(storages.values())
+
+
+def zero3_held(engine) -> tuple[int, int]:
+    """What a rank holds under ZeRO-3: its weight partitions, and DeepSpeed's optimizer side (the fp32
+    master partitions of the active block, their Adam states and the fp32 gradient partitions)."""
+    zero = engine.optimizer
+    weights = storage_bytes(p.ds_tensor for p in engine.module.parameters())
+    states = [t for state in zero.optimizer.state.values() for t in state.values() if torch.is_tensor(t)]
+    return weights, storage_bytes([*zero.fp32_partitioned_groups_flat, *states, zero.grad_partitions_flat_buffer])
+
+
+def zero3_engine(model: LlamaForCausalLM, optimizer: BlockOptimizer, args: Args):
+    import deepspeed
+
+    config = {
+        "train_micro_batch_size_per_gpu": args.batch, "gradient_accumulation_steps": 1, "bf16": {"enabled": True},
+        # Every weight partitioned (none kept whole as "persistent"), small communication buckets.
+        "zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0, "reduce_bucket_size": 2**20},
+        "zero_allow_untested_optimizer": True, "steps_per_print": 10**9,
+    }
+    engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
+    follow_block_switches(engine, optimizer)
+    return engine
+
+
 def measure(engine: str, args: Args, device: torch.device) -> dict[str, float]:
     model = build(args, device)
     n_params = sum(p.numel() for p in model.parameters())
@@ -63,23 +92,34 @@ def measure(engine: str, args: Args, device: torch.device) -> dict[str, float]:
             fully_shard(layer)
         fully_shard(model)
     optimizer = BlockOptimizer(torch.optim.AdamW(model.parameters(), lr=1e-5), list(model.named_parameters()),
-                               switch_block_every=100, switch_mode="ascending", verbose=0)
+                               switch_block_every=100, switch_mode="ascending", verbose=0,
+                               ds_zero3_enabled=engine == "zero3")
+    block = sum(p.numel() for p in optimizer.blocks[optimizer.active_block])
     forward = model
     if engine == "ddp":
         forward = DistributedDataParallel(model)
         follow_block_switches(forward, optimizer)
+    elif engine == "zero3":
+        forward = zero3_engine(model, optimizer, args)
     inputs = torch.randint(0, args.vocab, (args.batch, args.seq), device=device)
     for step in range(2):  # the second backward finds the Adam states of the first step in place
-        forward(input_ids=inputs, labels=inputs).loss.backward()
+        loss = forward(input_ids=inputs, labels=inputs).loss
+        if engine == "zero3":
+            forward.backward(loss)
+            if step == 1:
+                weights, optimizer_held = zero3_held(forward)
+            forward.step()
+            continue
+        loss.backward()
         if step == 1:
             held = held_bytes(optimizer, model)
+            weights, optimizer_held = held.parameters, held.optimizer_held
         optimizer.step()
         optimizer.zero_grad()
-    block = sum(p.numel() for p in optimizer.blocks[optimizer.active_block])
     return {
         "engine": engine, "M": n_params, "D": optimizer.num_blocks, "active_block_params": block,
-        "weights_mb": held.parameters / MB, "optimizer_held_mb": held.optimizer_held / MB,
-        "rank_total_mb": (held.parameters + held.optimizer_held) / MB,
+        "weights_mb": weights / MB, "optimizer_held_mb": optimizer_held / MB,
+        "rank_total_mb": (weights + optimizer_held) / MB,
     }
 
 
@@ -109,13 +149,7 @@ def main() -> None:
                   f"{f['formula_per_rank_mb']:>15.2f}{f['formula_replicated_mb']:>11.2f}")
         if args.out:
             Path(args.out).write_text(json.dumps({"world": world, "args": asdict(args), "figures": figures}, indent=1))
-    dist.barrier()
-    dist.destroy_process_group()
-    # Figures are printed and written. Interpreter teardown can abort a gloo rank now and then
-    # ("terminate called without an active exception"), which would fail the launch after the fact.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    leave()
 
 
 if __name__ == "__main__":

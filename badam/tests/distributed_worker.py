@@ -6,7 +6,6 @@ Each case trains a tiny Llama with BAdam across block switches and writes, from 
 test compares (parameters, or a verdict) to OUT_FILE with torch.save.
 """
 
-import os
 import sys
 from pathlib import Path
 
@@ -18,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from badam_tiny import batch, lm_loss, tiny_llama  # noqa: E402
 
 from badam import AdamMini, BlockOptimizer  # noqa: E402
-from badam.distributed import follow_block_switches, load_checkpoint, save_checkpoint  # noqa: E402
+from badam.distributed import follow_block_switches, leave, load_checkpoint, save_checkpoint  # noqa: E402
 
 STEPS, RESUME_AT, K, LAYERS, GLOBAL_BATCH = 7, 3, 2, 3, 4
 
@@ -157,16 +156,23 @@ def case_fsdp_resume(out):
         torch.save({"identical": all(torch.equal(a[n], b[n]) for n in a), "masters_sharded": masters_sharded}, out)
 
 
+def case_ratio_refused(out):
+    from badam import BlockOptimizerRatio
+
+    model = sharded(tiny_llama(layers=LAYERS))
+    try:
+        BlockOptimizerRatio(model.parameters(), list(model.named_parameters()))
+    except ValueError as error:
+        message = str(error)
+    else:
+        message = ""
+    if dist.get_rank() == 0:
+        torch.save({"message": message}, out)
+
+
 if __name__ == "__main__":
     dist.init_process_group("gloo")
     torch.set_num_threads(1)
     case, out = sys.argv[1], sys.argv[2]
     globals()[f"case_{case}"](out)
-    dist.barrier()
-    dist.destroy_process_group()
-    # The work is done and written. Interpreter teardown can abort a rank now and then ("terminate
-    # called without an active exception": a native thread destroyed with the statics), which would
-    # fail the launch after the fact, so leave without it.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    leave()

@@ -1,33 +1,15 @@
 """BAdam under DDP and FSDP2: 2-process gloo runs on CPU, compared with one process."""
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from badam_launch import launch
 from badam_tiny import batch, lm_loss, tiny_llama
 from distributed_worker import GLOBAL_BATCH, LAYERS, STEPS, block_optimizer
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def launch(script: Path, *args: str) -> None:
-    """Run `script` on 2 local gloo processes under torchrun."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(free_port()), str(script), *args]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, f"torchrun {script.name} {args} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
 
 
 def torchrun(case: str, tmp_path: Path) -> dict:
@@ -88,6 +70,12 @@ def test_trainer_keeps_every_block_synchronised(tmp_path):
     assert result["ranks_equal"], "a block trained unsynchronised after a switch"
 
 
+def test_ratio_mode_is_refused_on_several_processes(tmp_path):
+    # Its hooks would take each gradient before DDP averages it; FSDP2 never passes it through them.
+    message = torchrun("ratio_refused", tmp_path)["message"]
+    assert "runs on one process" in message and "model.embed_tokens.weight" in message and "BlockOptimizer" in message
+
+
 def test_rebuild_refuses_static_graph():
     from badam.distributed import rebuild_reducer
 
@@ -100,11 +88,12 @@ def test_rebuild_refuses_static_graph():
 
 
 def test_memory_per_rank_script(tmp_path):
+    pytest.importorskip("deepspeed", reason="DeepSpeed is not installed (pip install -r requirements.txt)")
     out = tmp_path / "memory.json"
     launch(Path(__file__).parents[2] / "scripts" / "bench_distributed_memory.py", "--layers", "4", "--hidden", "128",
-           "--intermediate", "344", "--heads", "4", "--vocab", "256", "--seq", "32", "--out", str(out))
+           "--intermediate", "344", "--heads", "4", "--vocab", "256", "--seq", "32", "--out", str(out), deepspeed=True)
     figures = {f["engine"]: f for f in json.loads(out.read_text())["figures"]}
-    ddp, fsdp2 = figures["ddp"], figures["fsdp2"]
+    ddp, fsdp2, zero3 = figures["ddp"], figures["fsdp2"], figures["zero3"]
     # Replicated: every rank holds the bf16 model and 14 bytes per active parameter (bf16 gradient,
     # fp32 master, m and v; Adam's step counters on top); sharded over 2 ranks: half of that.
     head_dim = 128 // 4
@@ -113,3 +102,8 @@ def test_memory_per_rank_script(tmp_path):
     assert ddp["optimizer_held_mb"] * 2**20 == pytest.approx(14 * ddp["active_block_params"], rel=0.01)
     assert fsdp2["max_rank_total_mb"] == pytest.approx(ddp["rank_total_mb"] / 2, rel=0.02)
     assert fsdp2["max_rank_total_mb"] <= fsdp2["formula_per_rank_mb"]
+    # ZeRO-3: bf16 weight partitions, and for the active block fp32 master and Adam partitions and
+    # bf16 gradient partitions: the same bytes as FSDP2, a tensor's padding aside.
+    assert zero3["weights_mb"] == pytest.approx(ddp["weights_mb"] / 2, rel=0.01)
+    assert zero3["optimizer_held_mb"] == pytest.approx(ddp["optimizer_held_mb"] / 2, rel=0.01)
+    assert zero3["max_rank_total_mb"] <= zero3["formula_per_rank_mb"]

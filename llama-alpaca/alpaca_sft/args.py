@@ -109,3 +109,9 @@ def check(data_args: DataArguments, ft_args: FinetuningArguments) -> None:
         raise ValueError(f"max_samples must be positive, got {data_args.max_samples}")
     if ft_args.bread_mode not in ("all", "partial"):
         raise ValueError(f"bread_mode must be all or partial, got {ft_args.bread_mode!r}")
+
+
+def resume_target(args: TrainingArguments) -> str | bool | None:
+    """--resume_from_checkpoint as trainer.train takes it: a path, or True for the newest ("last")."""
+    resume = args.resume_from_checkpoint
+    return True if resume in ("last", "true", "True") else resume

@@ -25,7 +25,7 @@ from typing import Any
 from torch import nn
 from transformers import Trainer, TrainingArguments
 
-from .args import FinetuningArguments
+from .args import FinetuningArguments, resume_target
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,8 @@ def _adam_mini(model: nn.Module, args: TrainingArguments):
 def block(model, ft, args):
     from badam.hf import badam_trainer_kwargs
 
-    return model, badam_trainer_kwargs(model, args, **_block_kwargs(ft))
+    # Under DeepSpeed ZeRO-3 a resumed run must start on the checkpoint's block.
+    return model, badam_trainer_kwargs(model, args, resume_target(args), **_block_kwargs(ft))
 
 
 def full(model, ft, args):
@@ -147,5 +148,15 @@ METHODS: dict[str, Callable[[nn.Module, FinetuningArguments, TrainingArguments],
 }
 
 
+# Under DeepSpeed the Trainer drops the `optimizers` it is given and builds AdamW, so only these types
+# train as named there: full and lora are AdamW runs, block goes through badam's ZeRO-3 support.
+DEEPSPEED_TYPES = ("block", "full", "lora")
+
+
 def prepare(model: nn.Module, ft: FinetuningArguments, args: TrainingArguments) -> tuple[nn.Module, dict[str, Any]]:
+    if args.deepspeed and ft.finetuning_type not in DEEPSPEED_TYPES:
+        raise ValueError(
+            f"--finetuning_type {ft.finetuning_type} does not run under --deepspeed (the Trainer would replace its "
+            f"optimizer with AdamW); DeepSpeed runs {', '.join(DEEPSPEED_TYPES)}"
+        )
     return METHODS[ft.finetuning_type](model, ft, args)

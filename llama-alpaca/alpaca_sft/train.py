@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from transformers import set_seed
 
-from .args import PURE_BF16_TYPES, parse_args
+from .args import PURE_BF16_TYPES, parse_args, resume_target
 from .data import Collator, load_splits
 from .atomic import atomic_write_json
 from .memory import MemoryCallback
@@ -42,6 +42,12 @@ def train(argv: list[str] | None = None) -> dict[str, Any]:
         raise ValueError(f"eval_strategy={args.eval_strategy.value}: evaluation needs a validation split, set --val_size")
     os.environ.setdefault("WANDB_PROJECT", "badam-alpaca")
     set_seed(args.seed)
+    if args.deepspeed:
+        # ZeRO-3 partitions the weights while the model is built (zero.Init), over DeepSpeed's process
+        # group; accelerate sets that group up on GPUs only, so CPU runs need it here (a no-op otherwise).
+        import deepspeed
+
+        deepspeed.init_distributed()
     dtype = torch.bfloat16 if args.bf16 and ft.finetuning_type in PURE_BF16_TYPES else torch.float32
     model, tokenizer = load_model_and_tokenizer(model_args.model_name_or_path, dtype, args.seed)
     train_set, val_set = load_splits(data_args.dataset, tokenizer, data_args.template, data_args.cutoff_len,
@@ -52,9 +58,8 @@ def train(argv: list[str] | None = None) -> dict[str, Any]:
     kwargs["callbacks"] = [*kwargs.get("callbacks", []), memory]
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=val_set or None,
                          data_collator=Collator(tokenizer.pad_token_id), processing_class=tokenizer, **kwargs)
-    resume = args.resume_from_checkpoint
     start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=True if resume in ("last", "true", "True") else resume)
+    result = trainer.train(resume_from_checkpoint=resume_target(args))
     seconds = time.perf_counter() - start
     trainer.save_model()
     trainer.save_state()
@@ -68,7 +73,7 @@ def train(argv: list[str] | None = None) -> dict[str, Any]:
         "template": data_args.template,
         "dtype": str(dtype).removeprefix("torch."),
         "device": str(args.device),
-        "total_parameters": sum(p.numel() for p in model.parameters()),
+        "total_parameters": sum(_numel(p) for p in model.parameters()),
         "trainable_parameters": _trainable(trainer.optimizer),
         "train_examples": len(train_set),
         "global_steps": trainer.state.global_step,
@@ -90,16 +95,23 @@ def train(argv: list[str] | None = None) -> dict[str, Any]:
     return report
 
 
+def _numel(param: torch.Tensor) -> int:
+    """Elements of a parameter, also when DeepSpeed ZeRO-3 has partitioned it away (ds_numel)."""
+    return getattr(param, "ds_numel", param.numel())
+
+
 def _trainable(optimizer: torch.optim.Optimizer) -> int:
     """Parameters the optimizer can update over the run (BAdam: all its blocks, not just the active one)."""
     from accelerate.optimizer import AcceleratedOptimizer
 
     if isinstance(optimizer, AcceleratedOptimizer):
         optimizer = optimizer.optimizer
+    if not isinstance(optimizer, torch.optim.Optimizer):  # DeepSpeed's ZeRO wrapper around ours
+        optimizer = optimizer.optimizer
     blocks = getattr(optimizer, "blocks", None)
     if blocks is not None:
-        return sum(p.numel() for block in blocks for p in block)
-    return sum(p.numel() for g in optimizer.param_groups for p in g["params"])
+        return sum(_numel(p) for block in blocks for p in block)
+    return sum(_numel(p) for g in optimizer.param_groups for p in g["params"])
 
 
 def main() -> None:

@@ -127,3 +127,14 @@ def test_cli_prints_the_error_and_exits(tiny_config, tmp_path, monkeypatch):
     monkeypatch.setattr("sys.argv", ["train", *flags(tiny_config, tmp_path, "block", 2, "--template", "vicuna")])
     with pytest.raises(SystemExit, match="error: unknown template 'vicuna'"):
         main()
+
+
+@pytest.mark.parametrize("finetuning_type", ["sparse", "adam_mini", "bread_sgd"])
+def test_types_the_trainer_would_turn_into_adamw_are_refused_under_deepspeed(finetuning_type):
+    from types import SimpleNamespace
+
+    from alpaca_sft.args import FinetuningArguments
+    from alpaca_sft.methods import prepare
+
+    with pytest.raises(ValueError, match=f"{finetuning_type} does not run under --deepspeed"):
+        prepare(None, FinetuningArguments(finetuning_type=finetuning_type), SimpleNamespace(deepspeed="ds_z3_config.json"))

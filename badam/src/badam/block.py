@@ -29,6 +29,7 @@ from .bread import SGDCorrection, check_modes, corrected_blocks, is_lora_adapter
 from .partition import assign_blocks, infer_block_prefixes, normalize_prefix_list
 from .precision import MasterCopies
 from .schedule import BlockSchedule
+from .zero3 import check_supported, is_zero3_partitioned
 
 logger = logging.getLogger("badam")
 
@@ -60,6 +61,8 @@ class BlockOptimizer(Optimizer):
             inside backward; see badam.bread for the rules.
         sgd_lr_scaling: the SGD learning rate as a multiple of the parameter's current group lr.
         sgd_use_sign: use signSGD for the correction.
+        ds_zero3_enabled: the model runs under DeepSpeed ZeRO-3, whose optimizer wrapper keeps the
+            active block's fp32 masters and states (sharded) and runs the inner step; see badam.zero3.
     """
 
     def __init__(
@@ -80,6 +83,7 @@ class BlockOptimizer(Optimizer):
         sgd_mode: str = "disabled",
         sgd_lr_scaling: float = 1.0,
         sgd_use_sign: bool = False,
+        ds_zero3_enabled: bool = False,
     ) -> None:
         if not isinstance(base_optimizer, Optimizer):
             raise TypeError(f"base_optimizer must be a torch.optim.Optimizer, got {type(base_optimizer).__name__}")
@@ -92,8 +96,13 @@ class BlockOptimizer(Optimizer):
         check_modes(lora_mode, sgd_mode, sgd_lr_scaling)
         self.lora_mode = lora_mode
         self.sgd_mode = sgd_mode
+        self.ds_zero3_enabled = ds_zero3_enabled
+        if ds_zero3_enabled:
+            check_supported(self, active_modules)
 
         named = list(named_parameters_list)
+        if not ds_zero3_enabled and any(is_zero3_partitioned(p) for _, p in named):
+            raise ValueError("the parameters are partitioned by DeepSpeed ZeRO-3: pass ds_zero3_enabled=True")
         self.named_params = dict(named)
         self.name_of = {param: name for name, param in named}
         self.group_of = self._map_groups(named)
@@ -208,12 +217,15 @@ class BlockOptimizer(Optimizer):
         """Free what stops training (masters, states, gradients), set up what starts, regroup."""
         adam, sgd = self._selection(block)
         keep = set(adam)
-        leaving = [p for p in self._adam if p not in keep]
-        for param in leaving:
-            param.grad = None
-            self.base_optimizer.state.pop(self.masters.optimized(param), None)
-        self.masters.release(leaving)
-        self.masters.create(adam)
+        if self.ds_zero3_enabled:
+            self._hand_to_zero3()
+        else:
+            leaving = [p for p in self._adam if p not in keep]
+            for param in leaving:
+                param.grad = None
+                self.base_optimizer.state.pop(self.masters.optimized(param), None)
+            self.masters.release(leaving)
+            self.masters.create(adam)
         for param in self.managed:
             param.requires_grad_(param in keep or param in sgd)
             if not param.requires_grad:
@@ -221,13 +233,14 @@ class BlockOptimizer(Optimizer):
         if self.sgd is not None:
             self.sgd.targets = sgd
         self.active_block, self._adam = block, adam
-        for index, group in enumerate(self.base_optimizer.param_groups):
-            group["params"] = [self.masters.optimized(p) for p in adam if self.group_of[p] == index]
+        if not self.ds_zero3_enabled:
+            for index, group in enumerate(self.base_optimizer.param_groups):
+                group["params"] = [self.masters.optimized(p) for p in adam if self.group_of[p] == index]
         if self.verbose and _is_rank_zero():
             logger.info(
                 "BAdam: block %d/%d active (%s), %d parameters, global step %d",
                 block, self.num_blocks, ", ".join(self.block_prefixes[block]),
-                sum(p.numel() for p in self.blocks[block]), self.schedule.global_step,
+                sum(getattr(p, "ds_numel", p.numel()) for p in self.blocks[block]), self.schedule.global_step,
             )
             if self.verbose > 1:
                 logger.debug("trainable: %s", [self.name_of[p] for p in adam])
@@ -235,6 +248,17 @@ class BlockOptimizer(Optimizer):
             self.log_fn({"block": block, "global_step": self.schedule.global_step, "block_epoch": self.schedule.block_epoch})
         for hook in self._switch_hooks.values():
             hook(self)
+
+    def _hand_to_zero3(self) -> None:
+        """Set the groups up for DeepSpeed's ZeRO-3 wrapper, which builds its partitions from them.
+
+        Every group keeps all its managed parameters (the wrapper takes those that require grad), so
+        none is ever empty: DeepSpeed drops empty groups for good, which would shift the group of
+        every later block. The old states belong to the old block's flat partitions: drop them.
+        """
+        self.base_optimizer.state.clear()
+        for index, group in enumerate(self.base_optimizer.param_groups):
+            group["params"] = [p for p in self.managed if self.group_of[p] == index]
 
     def register_switch_hook(self, hook: Callable[[BlockOptimizer], None]) -> RemovableHandle:
         """Call `hook(optimizer)` after every block switch, once the new block is set up.
@@ -252,14 +276,24 @@ class BlockOptimizer(Optimizer):
         The gradients of low-precision parameters are consumed (upcast and freed) here, one tensor at
         a time, so the block's fp32 gradient never exists as a whole.
         """
+        if self.ds_zero3_enabled:
+            # DeepSpeed calls this once per flat fp32 partition it updates; badam.zero3 counts steps.
+            return self.base_optimizer.step(closure)
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
         self.masters.step(self.base_optimizer, self.trainable_params, self.group_of)
+        self.count_step()
+        return loss
+
+    def count_step(self) -> None:
+        """Count one finished inner step; switch to the next block once the active one had its K.
+
+        step() calls it; so does badam.zero3 for the steps DeepSpeed runs itself.
+        """
         if self.schedule.advance():
             self._activate(self.schedule.current)
-        return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for param in self.trainable_params:
@@ -279,10 +313,21 @@ class BlockOptimizer(Optimizer):
             "base_optimizer": self.base_optimizer.state_dict(),
         }
 
+    def restore_schedule(self, schedule: dict[str, Any], active_block: int) -> None:
+        """Continue a saved schedule: its position, and its block set up as the active one."""
+        self.schedule.load_state_dict(schedule)
+        if active_block != self.active_block or not self.ds_zero3_enabled:
+            self._activate(active_block)
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the block, its fp32 masters and the base optimizer's state (load the model first)."""
-        self.schedule.load_state_dict(state_dict["schedule"])
-        self._activate(state_dict["active_block"])
+        if self.ds_zero3_enabled and state_dict["active_block"] != self.active_block:
+            raise ValueError(
+                f"this checkpoint was saved with block {state_dict['active_block']} active, and DeepSpeed has built "
+                f"its partitions for block {self.active_block}: resume with badam.zero3.load_checkpoint, which "
+                "switches to the saved block before the engine loads"
+            )
+        self.restore_schedule(state_dict["schedule"], state_dict["active_block"])
         for name, saved in state_dict["masters"].items():
             if name not in self.named_params:
                 raise KeyError(f"checkpoint holds a master copy of {name!r}, which this model does not have")

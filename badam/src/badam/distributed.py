@@ -1,4 +1,4 @@
-"""BAdam on PyTorch's distributed engines: DDP and FSDP2.
+"""BAdam on the distributed engines: DDP, FSDP2, and (through badam.zero3) DeepSpeed ZeRO-3.
 
 DDP: every block switch tells DDP what trains now.
 
@@ -16,7 +16,8 @@ Plain PyTorch loop, under `torchrun`:
     follow_block_switches(ddp_model, optimizer)
 
 Hugging Face Trainer: `badam.hf` does it by itself (the Trainer wraps the model out of sight; the
-wrapper is found on its first forward by `follow_ddp_wrapping`).
+wrapper is found on its first forward by `follow_wrapping`). The same two functions take a ZeRO-3
+DeepSpeedEngine, for which badam.zero3 rebuilds DeepSpeed's optimizer wrapper at each switch.
 
 FSDP2 (`torch.distributed.fsdp.fully_shard`) needs nothing at switch time: the parameters are
 DTensors, so the fp32 masters and optimizer states of the active block are sharded like them, and
@@ -31,7 +32,8 @@ from __future__ import annotations
 
 import io
 import os
-from typing import TYPE_CHECKING, Any
+import sys
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import torch
 import torch.distributed.checkpoint as dcp
@@ -61,29 +63,57 @@ def rebuild_reducer(ddp: DistributedDataParallel) -> None:
         ) from error
 
 
-def follow_block_switches(ddp: DistributedDataParallel, optimizer: BlockOptimizer) -> None:
-    """Keep `ddp` all-reducing exactly the parameters `optimizer` trains, across block switches."""
-    if not isinstance(ddp, DistributedDataParallel):
-        raise TypeError(f"expected a DistributedDataParallel wrapper, got {type(ddp).__name__}")
-    optimizer.register_switch_hook(lambda _: rebuild_reducer(ddp))
+def _deepspeed_engine_class() -> type | None:
+    """DeepSpeedEngine if DeepSpeed is in use (imported), else None: importing it costs seconds."""
+    deepspeed = sys.modules.get("deepspeed")
+    return getattr(deepspeed, "DeepSpeedEngine", None)
 
 
-def follow_ddp_wrapping(model: nn.Module, optimizer: BlockOptimizer) -> None:
-    """Find the DDP wrapper of `model` on its first forward, then `follow_block_switches` it.
+def follow_block_switches(engine: nn.Module, optimizer: BlockOptimizer) -> None:
+    """Keep `engine` (DDP, or a ZeRO-3 DeepSpeedEngine) training exactly the block `optimizer` trains."""
+    if isinstance(engine, DistributedDataParallel):
+        optimizer.register_switch_hook(lambda _: rebuild_reducer(engine))
+        return
+    deepspeed_engine = _deepspeed_engine_class()
+    if deepspeed_engine is not None and isinstance(engine, deepspeed_engine):
+        from .zero3 import follow_engine
+
+        follow_engine(engine, optimizer)
+        return
+    raise TypeError(f"expected DistributedDataParallel or a DeepSpeedEngine, got {type(engine).__name__}")
+
+
+def follow_wrapping(model: nn.Module, optimizer: BlockOptimizer) -> None:
+    """Find the DDP or DeepSpeed wrapper of `model` on its first forward, then `follow_block_switches` it.
 
     For wrappers made out of our sight (Trainer/accelerate): a global forward pre-hook looks at
-    each module until the DDP whose module is `model` runs, or `model` itself runs unwrapped (no
-    DDP then: another engine, or one process), then removes itself.
+    each module until a wrapper whose module is `model` runs, or `model` itself runs unwrapped (no
+    such engine then: FSDP2, or one process), then removes itself.
     """
+    wrappers = tuple(c for c in (DistributedDataParallel, _deepspeed_engine_class()) if c is not None)
 
     def find(module: nn.Module, args: Any) -> None:
-        if isinstance(module, DistributedDataParallel) and module.module is model:
+        if isinstance(module, wrappers) and module.module is model:
             handle.remove()
             follow_block_switches(module, optimizer)
         elif module is model:
             handle.remove()
 
     handle = torch.nn.modules.module.register_module_forward_pre_hook(find)
+
+
+def leave() -> NoReturn:
+    """End a distributed program once its work is written: barrier, destroy the group, exit.
+
+    Interpreter teardown can abort a gloo rank now and then ("terminate called without an active
+    exception": a native thread destroyed with the statics), which fails a launch whose work was
+    done. Leaving with os._exit skips that teardown.
+    """
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _state_by_name(optimizer: BlockOptimizer) -> dict[str, dict[str, torch.Tensor]]:

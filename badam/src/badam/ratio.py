@@ -23,6 +23,9 @@ proportional to the ratio: 16 bytes per active entry for a bf16 model (+4 for sc
                                     switch_every=100, update_ratio=0.1, lr=1e-5)
     # the usual loop: loss.backward(); optimizer.step(); scheduler.step(); optimizer.zero_grad()
     # clip with optimizer.clip_grad_norm_(1.0): the model's parameters hold no .grad to clip
+
+It runs on one process: its hooks take each gradient before DDP would average it, and sharding
+engines never pass it through them, so several processes or sharded parameters are refused.
 """
 
 from __future__ import annotations
@@ -37,11 +40,13 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.distributed.tensor import DTensor
 from torch.optim import Optimizer
 from torch.optim.optimizer import ParamsT
 
 from .partition import embedding_prefixes
 from .precision import LOW_PRECISION
+from .zero3 import is_zero3_partitioned
 
 logger = logging.getLogger("badam")
 
@@ -110,6 +115,21 @@ def _check_hyperparameters(group: Mapping[str, Any]) -> None:
             raise ValueError(f"invalid {key}: {value!r}")
 
 
+def _check_single_process(named: list[tuple[str, nn.Parameter]]) -> None:
+    """The ratio mode reads each gradient in its post-accumulate-grad hook, the moment autograd makes
+    it: under DDP that is before the all-reduce, and FSDP2 and ZeRO-3 never hand it over there."""
+    sharded = [name for name, param in named if isinstance(param, DTensor) or is_zero3_partitioned(param)]
+    several = torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1
+    if sharded or several:
+        where = f"parameter {sharded[0]!r} is sharded (FSDP2 or DeepSpeed ZeRO-3)" if sharded else (
+            f"torch.distributed runs {torch.distributed.get_world_size()} processes")
+        raise ValueError(
+            f"BlockOptimizerRatio runs on one process, and {where}: its gradient hooks take each gradient before "
+            "DDP averages it across ranks, and sharding engines never pass it through them. For multi-GPU "
+            "training use the layer-wise BlockOptimizer, which supports DDP, FSDP2 and ZeRO-3."
+        )
+
+
 class BlockOptimizerRatio(Optimizer):
     """AdamW on a moving `update_ratio` share of the entries of every trainable tensor.
 
@@ -169,6 +189,7 @@ class BlockOptimizerRatio(Optimizer):
         self.global_step = 0
 
         named = list(named_parameters_list)
+        _check_single_process(named)
         self.name_of = {param: name for name, param in named}
         grouped = {param for group in self.param_groups for param in group["params"]}
         stray = [param for param in grouped if param not in self.name_of]

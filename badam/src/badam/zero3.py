@@ -1,0 +1,148 @@
+"""BAdam on DeepSpeed ZeRO-3: the engine holds the active block's sharded fp32 masters and states.
+
+ZeRO-3 partitions every weight across the ranks, and its optimizer wrapper keeps fp32 master
+partitions, gradient partitions and optimizer states for the parameters that require grad when it
+is built. BAdam's part is which parameters those are. At a block switch the weight partitions stay
+where they are; only DeepSpeed's optimizer wrapper is rebuilt, over the new block, which frees the
+old block's fp32 partitions and states and creates the new block's. Nothing else is re-partitioned.
+
+DeepSpeed runs the inner step itself (one base-optimizer step per flat fp32 partition), so the
+BlockOptimizer counts the steps the engine applied instead: before each forward it catches up with
+the engine's count and switches when the active block has had its K steps.
+
+Plain PyTorch loop, under `deepspeed` or `torchrun`:
+
+    optimizer = BlockOptimizer(AdamW(model.parameters()), list(model.named_parameters()),
+                               switch_block_every=100, ds_zero3_enabled=True)
+    engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config="ds_z3_config.json")
+    follow_block_switches(engine, optimizer)            # badam.distributed, as for DDP
+    for batch in loader:
+        engine.backward(engine(**batch).loss)
+        engine.step()
+    save_checkpoint(engine, optimizer, "ckpt")          # this module's; resume with load_checkpoint
+
+Hugging Face Trainer with `--deepspeed ds_z3_config.json`: `badam.hf` does all of it.
+
+DeepSpeed keeps one optimizer state per flat partition, so a parameter cannot keep its Adam moments
+across a switch: modes that train something across switches (`active_modules`, BREAD) and
+optimizers that need per-tensor shapes (Adam-mini, the ratio mode) are refused here; they run on
+FSDP2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:
+    from .block import BlockOptimizer
+
+SCHEDULE_FILE = "badam_schedule.json"
+
+
+def is_zero3_partitioned(param: torch.Tensor) -> bool:
+    """Whether DeepSpeed ZeRO-3 has partitioned `param` (its data then lives in `param.ds_tensor`)."""
+    return hasattr(param, "ds_id")
+
+
+def check_supported(optimizer: BlockOptimizer, active_modules: Any) -> None:
+    """Refuse, with the reason, what ZeRO-3's flat per-partition optimizer states cannot express."""
+    from .adam_mini import AdamMini
+
+    reasons = []
+    if active_modules:
+        reasons.append(f"active_modules={list(active_modules)} (their Adam moments would restart at every switch)")
+    if optimizer.lora_mode is not None or optimizer.sgd_mode != "disabled":
+        reasons.append("BREAD (lora_mode / sgd_mode): its corrections train across block switches")
+    if isinstance(optimizer.base_optimizer, AdamMini):
+        reasons.append("an AdamMini base optimizer: it needs each tensor's shape, and ZeRO-3 steps flat partitions")
+    if reasons:
+        raise ValueError(
+            "BlockOptimizer(ds_zero3_enabled=True) cannot run with " + "; ".join(reasons)
+            + ". Use FSDP2 (badam.distributed) for these."
+        )
+
+
+def applied_steps(engine: Any) -> int:
+    """Optimizer steps the engine has applied (fp16 overflow steps are skipped, not applied)."""
+    return engine.global_steps - engine.skipped_steps
+
+
+def rebuild_zero_optimizer(engine: Any) -> None:
+    """Rebuild `engine`'s ZeRO-3 optimizer wrapper over the parameters that require grad now.
+
+    The new wrapper takes over the old one's identity (its attributes), so every holder of the old
+    object (accelerate's wrapper, the Trainer) sees the new one; the old block's partitions go.
+    """
+    current = engine.optimizer
+    current.destroy()
+    try:
+        rebuilt = engine._configure_zero_optimizer(engine.basic_optimizer)
+    except (AttributeError, TypeError) as error:
+        import deepspeed
+
+        raise RuntimeError(
+            f"cannot rebuild the ZeRO-3 optimizer with DeepSpeed {deepspeed.__version__} ({error}); BAdam's "
+            "ZeRO-3 support is tested with DeepSpeed 0.19.8"
+        ) from error
+    current.__dict__ = rebuilt.__dict__
+
+
+def catch_up(engine: Any, optimizer: BlockOptimizer) -> None:
+    """Count the steps the engine applied since the last call; switch blocks where they are due."""
+    while optimizer.global_step < applied_steps(engine):
+        optimizer.count_step()
+
+
+def follow_engine(engine: Any, optimizer: BlockOptimizer) -> None:
+    """Make `engine` (a ZeRO-3 DeepSpeedEngine built on `optimizer`) follow BAdam's block switches."""
+    if engine.zero_optimization_stage() != 3:
+        raise ValueError(f"badam.zero3 needs ZeRO stage 3; this engine runs stage {engine.zero_optimization_stage()}")
+    if engine.basic_optimizer is not optimizer:
+        raise ValueError(
+            f"the engine was not built on this optimizer (it wraps {type(engine.basic_optimizer).__name__}): "
+            "pass the BlockOptimizer to deepspeed.initialize(optimizer=...)"
+        )
+    if not optimizer.ds_zero3_enabled:
+        raise ValueError("build the BlockOptimizer with ds_zero3_enabled=True to run it under ZeRO-3")
+    optimizer.register_switch_hook(lambda _: rebuild_zero_optimizer(engine))
+    engine.register_forward_pre_hook(lambda module, args: catch_up(engine, optimizer))
+    # An engine found during its first forward (badam.distributed.follow_wrapping) may have loaded a
+    # checkpoint already, and that forward has gone past the hook just registered.
+    catch_up(engine, optimizer)
+
+
+def _resolve_tag(save_dir: Path, tag: str | None) -> str:
+    if tag is not None:
+        return tag
+    latest = save_dir / "latest"
+    if not latest.is_file():
+        raise FileNotFoundError(f"{latest} does not exist: no DeepSpeed checkpoint in {save_dir}, or pass its tag")
+    return latest.read_text().strip()
+
+
+def save_checkpoint(engine: Any, optimizer: BlockOptimizer, save_dir: str | os.PathLike, tag: str | None = None) -> str:
+    """`engine.save_checkpoint`, plus the block schedule that `load_checkpoint` restores first."""
+    catch_up(engine, optimizer)
+    tag = tag or f"global_step{engine.global_steps}"
+    engine.save_checkpoint(str(save_dir), tag=tag)
+    if torch.distributed.get_rank() == 0:
+        target = Path(save_dir) / tag / SCHEDULE_FILE
+        partial = target.with_suffix(".tmp")
+        partial.write_text(json.dumps({"schedule": optimizer.schedule.state_dict(), "active_block": optimizer.active_block}))
+        os.replace(partial, target)
+    torch.distributed.barrier()
+    return tag
+
+
+def load_checkpoint(engine: Any, optimizer: BlockOptimizer, save_dir: str | os.PathLike, tag: str | None = None) -> None:
+    """Resume exactly: switch to the saved block (so the engine's partitions match), then load."""
+    tag = _resolve_tag(Path(save_dir), tag)
+    saved = json.loads((Path(save_dir) / tag / SCHEDULE_FILE).read_text())
+    optimizer.restore_schedule(saved["schedule"], saved["active_block"])
+    engine.load_checkpoint(str(save_dir), tag=tag)
+

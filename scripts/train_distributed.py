@@ -1,0 +1,223 @@
+"""BAdam in a plain PyTorch loop on DDP, FSDP2 or DeepSpeed ZeRO-3: the multi-GPU / multi-node recipe.
+
+One process per device, started by any launcher (scripts/launch.sh wraps them):
+
+    torchrun --nproc_per_node 8 scripts/train_distributed.py --engine fsdp2 --model meta-llama/Meta-Llama-3-70B \
+        --data alpaca_gpt4_en.json --switch_every 50
+    deepspeed --num_gpus 8 scripts/train_distributed.py --engine zero3 --model ...
+    torchrun --nproc_per_node 2 scripts/train_distributed.py --engine ddp --model llama-alpaca/configs/tiny_llama.json  # CPU
+
+--model is a hub name, a local model folder, or a config .json (random weights, for smoke tests).
+--data is "random" (seeded random tokens) or an Alpaca-format .json/.jsonl file (instruction, input,
+output), formatted with the Alpaca prompt, loss on every token; llama-alpaca/ is the full SFT recipe
+with prompt masking, templates and the Trainer. Every rank takes its share of each global batch.
+Checkpoints (--save_every) go to --output_dir/step-N through each engine's sharded format, and
+--resume continues from the newest one exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+from badam import BlockOptimizer
+from badam.distributed import follow_block_switches, leave
+
+ENGINES = ("ddp", "fsdp2", "zero3")
+ALPACA_PROMPT = "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
+
+
+@dataclass
+class Args:
+    engine: str = "fsdp2"  # ddp, fsdp2 or zero3
+    model: str = "meta-llama/Llama-2-7b-hf"  # hub name, local folder, or a config .json (random weights)
+    data: str = "random"  # "random" or an Alpaca-format .json/.jsonl file
+    steps: int = 100  # optimizer steps
+    batch: int = 8  # global batch (sequences per step, split over the ranks)
+    seq: int = 512  # tokens per sequence
+    lr: float = 1e-5  # AdamW learning rate
+    switch_every: int = 50  # K, steps per block
+    switch_mode: str = "random"  # block order
+    bf16: bool = True  # bf16 weights (fp32 masters for the active block)
+    gradient_checkpointing: bool = False  # recompute activations in backward
+    output_dir: str = "outputs/train_distributed"  # checkpoints and the loss log
+    save_every: int = 0  # checkpoint every N steps (0: only at the end)
+    resume: bool = False  # continue from the newest checkpoint in output_dir
+    seed: int = 0  # weights of a config model, data order, block order
+
+
+def parse_args(argv: list[str] | None = None) -> Args:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    for name, default in asdict(Args()).items():
+        kind = (lambda v: v.lower() in ("1", "true", "yes")) if isinstance(default, bool) else type(default)
+        parser.add_argument(f"--{name}", type=kind, default=default)
+    args = Args(**vars(parser.parse_args(argv)))
+    if args.engine not in ENGINES:
+        parser.error(f"--engine {args.engine!r}: choose one of {', '.join(ENGINES)}")
+    if args.data != "random" and not Path(args.data).is_file():
+        parser.error(f"--data {args.data}: no such file (or use --data random)")
+    return args
+
+
+def load_model(args: Args) -> torch.nn.Module:
+    dtype = torch.bfloat16 if args.bf16 else torch.float32
+    if args.model.endswith(".json"):
+        torch.manual_seed(args.seed)
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(args.model), dtype=dtype)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype)
+    if args.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    return model
+
+
+def batches(args: Args, vocab: int):
+    """Yields (step, input_ids, labels) of this rank for every step: the same global batches on any world size."""
+    rank, world = dist.get_rank(), dist.get_world_size()
+    if args.batch % world:
+        raise ValueError(f"--batch {args.batch} does not split over {world} ranks")
+    if args.data == "random":
+        for step in range(args.steps):
+            ids = torch.randint(0, vocab, (args.batch, args.seq), generator=torch.Generator().manual_seed(args.seed + step))
+            yield step, ids.chunk(world)[rank], ids.chunk(world)[rank]
+        return
+    text = Path(args.data).read_text()
+    records = json.loads(text) if args.data.endswith(".json") else [json.loads(line) for line in text.splitlines() if line.strip()]
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    order = torch.randperm(len(records), generator=torch.Generator().manual_seed(args.seed))
+    for step in range(args.steps):
+        picked = [records[int(order[(step * args.batch + i) % len(records)])] for i in range(args.batch)]
+        texts = [f"{ALPACA_PROMPT}### Instruction:\n{r['instruction']}\n\n" + (f"### Input:\n{r['input']}\n\n" if r.get("input") else "")
+                 + f"### Response:\n{r['output']}{tokenizer.eos_token}" for r in picked]
+        encoded = tokenizer(texts, max_length=args.seq, truncation=True, padding="max_length", return_tensors="pt")
+        labels = encoded.input_ids.masked_fill(encoded.attention_mask == 0, -100)
+        yield step, encoded.input_ids.chunk(world)[rank], labels.chunk(world)[rank]
+
+
+def wrap(model, optimizer_fn, args: Args, device: torch.device):
+    """(what to call forward on, the BlockOptimizer, the engine's backward, its step)."""
+    if args.engine == "fsdp2":
+        from torch.distributed.fsdp import fully_shard
+
+        # Shard each transformer layer (the classes HF marks unsplittable), then the root.
+        for module in model.modules():
+            if type(module).__name__ in getattr(model, "_no_split_modules", ()):
+                fully_shard(module)
+        fully_shard(model)
+    optimizer = optimizer_fn(model)
+    if args.engine == "ddp":
+        from torch.nn.parallel import DistributedDataParallel
+
+        ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        follow_block_switches(ddp, optimizer)
+        return ddp, optimizer
+    if args.engine == "zero3":
+        import deepspeed
+
+        config = {"train_micro_batch_size_per_gpu": args.batch // dist.get_world_size(), "gradient_clipping": 0.0,
+                  "zero_optimization": {"stage": 3}, "bf16": {"enabled": args.bf16}, "steps_per_print": 10**9,
+                  "zero_allow_untested_optimizer": True}
+        engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
+        follow_block_switches(engine, optimizer)
+        return engine, optimizer
+    return model, optimizer
+
+
+def save(forward, model, optimizer, path: Path, args: Args) -> None:
+    if args.engine == "fsdp2":
+        from badam.distributed import save_checkpoint
+
+        save_checkpoint(path, model, optimizer)
+    elif args.engine == "zero3":
+        from badam.zero3 import save_checkpoint
+
+        save_checkpoint(forward, optimizer, path.parent, tag=path.name)
+    elif dist.get_rank() == 0:
+        path.mkdir(parents=True, exist_ok=True)
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, path / "state.pt.tmp")
+        os.replace(path / "state.pt.tmp", path / "state.pt")
+    dist.barrier()
+    if dist.get_rank() == 0:  # written last: a step-N folder without it is an interrupted save
+        (path.parent / "latest.tmp").write_text(path.name)
+        os.replace(path.parent / "latest.tmp", path.parent / "latest")
+
+
+def load(forward, model, optimizer, path: Path, args: Args) -> None:
+    if args.engine == "fsdp2":
+        from badam.distributed import load_checkpoint
+
+        load_checkpoint(path, model, optimizer)
+    elif args.engine == "zero3":
+        from badam.zero3 import load_checkpoint
+
+        load_checkpoint(forward, optimizer, path.parent, tag=path.name)
+    else:
+        state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    cuda = torch.cuda.is_available()
+    dist.init_process_group("nccl" if cuda else "gloo")
+    rank = dist.get_rank()
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    model = load_model(args).to(device)
+
+    def optimizer_fn(module):
+        base = torch.optim.AdamW(module.parameters(), lr=args.lr, weight_decay=0.0)
+        return BlockOptimizer(base, list(module.named_parameters()), switch_block_every=args.switch_every,
+                              switch_mode=args.switch_mode, seed=args.seed, verbose=int(rank == 0),
+                              ds_zero3_enabled=args.engine == "zero3")
+
+    forward, optimizer = wrap(model, optimizer_fn, args, device)
+    output = Path(args.output_dir)
+    first = 0
+    if args.resume and (output / "latest").is_file():
+        latest = output / (output / "latest").read_text().strip()
+        load(forward, model, optimizer, latest, args)
+        first = int(latest.name.removeprefix("step-"))
+    log = []
+    progress = tqdm(total=args.steps, initial=first, disable=rank != 0, desc=f"BAdam on {args.engine}")
+    for step, input_ids, labels in batches(args, model.config.vocab_size):
+        if step < first:
+            continue
+        loss = forward(input_ids=input_ids.to(device), labels=labels.to(device)).loss
+        block = optimizer.active_block  # after the forward: ZeRO-3 catches up with its switches there
+        if args.engine == "zero3":
+            forward.backward(loss)
+            forward.step()
+        else:
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        reduced = loss.detach().float().clone()
+        dist.all_reduce(reduced)
+        log.append({"step": step + 1, "loss": reduced.item() / dist.get_world_size(), "block": block})
+        progress.update()
+        progress.set_postfix(loss=f"{log[-1]['loss']:.4f}", block=block)
+        if (args.save_every and (step + 1) % args.save_every == 0) or step + 1 == args.steps:
+            save(forward, model, optimizer, output / f"step-{step + 1}", args)
+    progress.close()
+    if rank == 0:
+        output.mkdir(parents=True, exist_ok=True)
+        with open(output / "loss.jsonl", "a") as file:
+            file.writelines(json.dumps(entry) + "\n" for entry in log)
+    leave()
+
+
+if __name__ == "__main__":
+    main()
