@@ -98,3 +98,23 @@ def test_switches_are_logged_on_rank_zero(tmp_path, caplog):
         model = tiny_llama()
         badam_trainer_kwargs(model, training_args(tmp_path, 1), switch_mode="ascending")
     assert "block 0/2 active (model.layers.0.)" in caplog.text
+
+
+def test_engines_badam_cannot_run_on_are_refused(monkeypatch):
+    from types import SimpleNamespace
+
+    from badam.hf import _deepspeed_stage
+
+    class Stage2:
+        def get_value(self, key, default=None):
+            return {"zero_optimization.stage": 2}.get(key, default)
+
+    with pytest.raises(ValueError, match="needs ZeRO stage 3.*sets stage 2"):
+        _deepspeed_stage(SimpleNamespace(fsdp="", hf_deepspeed_config=Stage2(), deepspeed="ds_z2.json"))
+    with pytest.raises(ValueError, match="not on the Trainer's FSDP"):
+        _deepspeed_stage(SimpleNamespace(fsdp="full_shard", hf_deepspeed_config=None))
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    with pytest.raises(ValueError, match="not on the Trainer's FSDP"):
+        _deepspeed_stage(SimpleNamespace(fsdp="", hf_deepspeed_config=None))
+    monkeypatch.delenv("ACCELERATE_USE_FSDP")
+    assert _deepspeed_stage(SimpleNamespace(fsdp="", hf_deepspeed_config=None)) is None

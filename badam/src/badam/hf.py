@@ -83,7 +83,7 @@ def _deepspeed_stage(args: TrainingArguments) -> int | None:
         raise ValueError(
             "BAdam through the Trainer runs on DDP and DeepSpeed ZeRO-3, not on the Trainer's FSDP: accelerate "
             "replaces the parameters after the optimizer is built. Shard with fully_shard in a plain loop "
-            "(badam.distributed, scripts/train_fsdp2.py), or pass --deepspeed scripts/configs/ds_z3_config.json."
+            "(badam.distributed; scripts/train_distributed.py --engine fsdp2), or pass --deepspeed scripts/configs/ds_z3_config.json."
         )
     config = getattr(args, "hf_deepspeed_config", None)
     if config is None:
