@@ -64,6 +64,8 @@ def parse_args(argv: list[str] | None = None) -> Args:
         parser.error(f"--engine {args.engine!r}: choose one of {', '.join(ENGINES)}")
     if args.data != "random" and not Path(args.data).is_file():
         parser.error(f"--data {args.data}: no such file (or use --data random)")
+    if args.data != "random" and args.model.endswith(".json"):
+        parser.error(f"--data {args.data} needs the model's tokenizer, and --model {args.model} is a bare config")
     return args
 
 
@@ -105,7 +107,7 @@ def batches(args: Args, vocab: int):
 
 
 def wrap(model, optimizer_fn, args: Args, device: torch.device):
-    """(what to call forward on, the BlockOptimizer, the engine's backward, its step)."""
+    """Shard or wrap `model` for the engine; returns (the module to call forward on, the BlockOptimizer)."""
     if args.engine == "fsdp2":
         from torch.distributed.fsdp import fully_shard
 
@@ -190,7 +192,12 @@ def main(argv: list[str] | None = None) -> None:
         latest = output / (output / "latest").read_text().strip()
         load(forward, model, optimizer, latest, args)
         first = int(latest.name.removeprefix("step-"))
-    log = []
+    log_file = output / "loss.jsonl"
+    if rank == 0:
+        # One line per step as it happens; a resumed run drops what the interrupted one logged past its checkpoint.
+        output.mkdir(parents=True, exist_ok=True)
+        kept = [line for line in log_file.read_text().splitlines() if json.loads(line)["step"] <= first] if first else []
+        log_file.write_text("".join(line + "\n" for line in kept))
     progress = tqdm(total=args.steps, initial=first, disable=rank != 0, desc=f"BAdam on {args.engine}")
     for step, input_ids, labels in batches(args, model.config.vocab_size):
         if step < first:
@@ -206,16 +213,15 @@ def main(argv: list[str] | None = None) -> None:
             optimizer.zero_grad(set_to_none=True)
         reduced = loss.detach().float().clone()
         dist.all_reduce(reduced)
-        log.append({"step": step + 1, "loss": reduced.item() / dist.get_world_size(), "block": block})
+        entry = {"step": step + 1, "loss": reduced.item() / dist.get_world_size(), "block": block}
+        if rank == 0:
+            with open(log_file, "a") as file:
+                file.write(json.dumps(entry) + "\n")
         progress.update()
-        progress.set_postfix(loss=f"{log[-1]['loss']:.4f}", block=block)
+        progress.set_postfix(loss=f"{entry['loss']:.4f}", block=block)
         if (args.save_every and (step + 1) % args.save_every == 0) or step + 1 == args.steps:
             save(forward, model, optimizer, output / f"step-{step + 1}", args)
     progress.close()
-    if rank == 0:
-        output.mkdir(parents=True, exist_ok=True)
-        with open(output / "loss.jsonl", "a") as file:
-            file.writelines(json.dumps(entry) + "\n" for entry in log)
     leave()
 
 

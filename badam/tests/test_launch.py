@@ -32,6 +32,8 @@ def losses(output_dir: Path) -> list[dict]:
 def test_plain_loop_resumes_exactly_under_each_launcher(tmp_path, engine, launcher):
     launch(engine, *LOOP, "--steps", "6", "--output_dir", str(tmp_path / "straight"), launcher=launcher)
     launch(engine, *LOOP, "--steps", "3", "--output_dir", str(tmp_path / "resumed"), launcher=launcher)
+    with open(tmp_path / "resumed" / "loss.jsonl", "a") as log:  # as if a run had died after step 4, unsaved
+        log.write(json.dumps({"step": 4, "loss": 0.0, "block": -1}) + "\n")
     launch(engine, *LOOP, "--steps", "6", "--resume", "true", "--output_dir", str(tmp_path / "resumed"), launcher=launcher)
     straight, resumed = losses(tmp_path / "straight"), losses(tmp_path / "resumed")
     assert [entry["step"] for entry in resumed] == [1, 2, 3, 4, 5, 6]
