@@ -39,11 +39,24 @@ def test_zero3_resume_equals_straight_run(tmp_path):
     assert torchrun("resume", tmp_path)["identical"]
 
 
-def test_trainer_with_a_zero3_config_trains_every_block_and_resumes(tmp_path):
+def test_trainer_with_a_zero3_config_equals_one_process_and_resumes(tmp_path):
+    from test_hf import RepeatTask, training_args
+    from transformers import Trainer
+    from zero3_worker import K, LAYERS, STEPS, TRAINER_ARGS
+
+    from badam.hf import badam_trainer_kwargs
+
     result = torchrun("trainer", tmp_path)
     assert result["zero3"], "the Trainer's DeepSpeed ZeRO-3 config did not put BAdam in ZeRO-3 mode"
     assert result["layers_moved"] == ["0", "1", "2"]
     assert result["resumed_equal"], "resuming from checkpoint-4 must reproduce the straight run"
+    # One process, no DeepSpeed, the same global batches: 2 ranks x 2 sequences = 4 per micro-batch.
+    args = training_args(tmp_path / "single", STEPS, per_device_train_batch_size=4, **TRAINER_ARGS)
+    model = tiny_llama(layers=LAYERS)
+    kwargs = badam_trainer_kwargs(model, args, switch_block_every=K, switch_mode="ascending", verbose=0)
+    Trainer(model=model, args=args, train_dataset=RepeatTask(32), **kwargs).train()
+    for name, param in model.named_parameters():
+        torch.testing.assert_close(result["params"][name], param.detach(), rtol=0, atol=1e-6, msg=name)
 
 
 def zero3_optimizer(model, **kwargs):

@@ -91,6 +91,9 @@ def case_resume(out):
         torch.save({"identical": all(torch.equal(expected[n], got[n]) for n in expected)}, out)
 
 
+TRAINER_ARGS = {"gradient_checkpointing": False, "save_steps": 2, "adam_epsilon": 1e-3}  # eps: see block_optimizer
+
+
 def trainer_run(output_dir, max_steps, resume=None):
     from test_hf import RepeatTask, training_args
     from transformers import Trainer
@@ -99,7 +102,7 @@ def trainer_run(output_dir, max_steps, resume=None):
 
     config = {"train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": "auto",
               "gradient_clipping": "auto", "zero_optimization": {"stage": 3}, "steps_per_print": 10**9}
-    args = training_args(output_dir, max_steps, gradient_checkpointing=False, save_steps=2, deepspeed=config)
+    args = training_args(output_dir, max_steps, deepspeed=config, **TRAINER_ARGS)
     model = tiny_llama(layers=LAYERS)
     kwargs = badam_trainer_kwargs(model, args, resume, switch_block_every=K, switch_mode="ascending", verbose=0)
     trainer = Trainer(model=model, args=args, train_dataset=RepeatTask(32), **kwargs)
@@ -116,7 +119,7 @@ def case_trainer(out):
     _, resumed_model = trainer_run(output_dir, STEPS, resume=str(output_dir / "checkpoint-4"))
     resumed = full_params(resumed_model)
     if dist.get_rank() == 0:
-        torch.save({"layers_moved": layers_moved, "zero3": optimizer.ds_zero3_enabled,
+        torch.save({"layers_moved": layers_moved, "zero3": optimizer.ds_zero3_enabled, "params": straight,
                     "resumed_equal": all(torch.equal(straight[n], resumed[n]) for n in straight)}, out)
 
 
