@@ -20,6 +20,8 @@ from badam import AdamMini, BlockOptimizer  # noqa: E402
 from badam.distributed import follow_block_switches, leave, load_checkpoint, save_checkpoint  # noqa: E402
 
 STEPS, RESUME_AT, K, LAYERS, GLOBAL_BATCH = 7, 3, 2, 3, 4
+# The Trainer runs compared with one process (eps: see block_optimizer).
+TRAINER_ARGS = {"gradient_checkpointing": False, "save_steps": 2, "adam_epsilon": 1e-3}
 
 
 def block_optimizer(model, inner="adamw", **kwargs):

@@ -15,7 +15,7 @@ import torch.distributed as dist
 sys.path.insert(0, str(Path(__file__).parent))
 import deepspeed  # noqa: E402
 from badam_tiny import batch, lm_loss, tiny_llama  # noqa: E402
-from distributed_worker import GLOBAL_BATCH, K, LAYERS, RESUME_AT, STEPS, block_optimizer  # noqa: E402
+from distributed_worker import GLOBAL_BATCH, K, LAYERS, RESUME_AT, STEPS, TRAINER_ARGS, block_optimizer  # noqa: E402
 
 from badam.distributed import follow_block_switches, leave  # noqa: E402
 from badam.zero3 import load_checkpoint, save_checkpoint  # noqa: E402
@@ -89,9 +89,6 @@ def case_resume(out):
     got = full_params(resumed)
     if dist.get_rank() == 0:
         torch.save({"identical": all(torch.equal(expected[n], got[n]) for n in expected)}, out)
-
-
-TRAINER_ARGS = {"gradient_checkpointing": False, "save_steps": 2, "adam_epsilon": 1e-3}  # eps: see block_optimizer
 
 
 def trainer_run(output_dir, max_steps, resume=None):
