@@ -126,3 +126,15 @@ def test_engine_checks():
     other = SimpleNamespace(zero_optimization_stage=lambda: 3, basic_optimizer=torch.optim.SGD(model.parameters()))
     with pytest.raises(ValueError, match="deepspeed.initialize"):
         follow_engine(other, optimizer)
+
+
+def test_schedule_round_trip_and_a_folder_without_one(tmp_path):
+    from badam.zero3 import read_schedule, write_schedule
+
+    optimizer = zero3_optimizer(tiny_llama(layers=3), switch_block_every=1, switch_mode="ascending")
+    optimizer.count_step()
+    write_schedule(tmp_path / "checkpoint-1", optimizer)
+    schedule, block = read_schedule(tmp_path / "checkpoint-1")
+    assert block == 1 and schedule == optimizer.schedule.state_dict()
+    with pytest.raises(FileNotFoundError, match="not saved by a BAdam ZeRO-3 run"):
+        read_schedule(tmp_path)

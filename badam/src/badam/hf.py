@@ -20,7 +20,6 @@ switch. To resume such a run, name the checkpoint here as well as in `trainer.tr
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoin
 from .block import BlockOptimizer
 from .distributed import follow_wrapping
 from .truncation import truncate_backward
-from .zero3 import SCHEDULE_FILE
+from .zero3 import read_schedule, write_schedule
 
 
 def _base_optimizer(model: nn.Module, args: TrainingArguments) -> Optimizer:
@@ -72,8 +71,7 @@ def create_badam_optimizer(
             resume_from_checkpoint = get_last_checkpoint(args.output_dir)
             if resume_from_checkpoint is None:
                 raise FileNotFoundError(f"resume_from_checkpoint=True, but {args.output_dir} holds no checkpoint-N folder")
-        saved = json.loads((Path(resume_from_checkpoint) / SCHEDULE_FILE).read_text())
-        optimizer.restore_schedule(saved["schedule"], saved["active_block"])
+        optimizer.restore_schedule(*read_schedule(resume_from_checkpoint))
     return optimizer
 
 
@@ -115,11 +113,7 @@ class BAdamCallback(TrainerCallback):
         # DeepSpeed's checkpoint holds the active block's partitions only: a resumed run must start
         # on that block, which create_badam_optimizer reads back from here.
         if self.optimizer.ds_zero3_enabled and args.process_index == 0:
-            target = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}" / SCHEDULE_FILE
-            partial = target.with_suffix(".tmp")
-            schedule = {"schedule": self.optimizer.schedule.state_dict(), "active_block": self.optimizer.active_block}
-            partial.write_text(json.dumps(schedule))
-            os.replace(partial, target)
+            write_schedule(Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}", self.optimizer)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs is None or "loss" not in logs:

@@ -126,23 +126,42 @@ def _resolve_tag(save_dir: Path, tag: str | None) -> str:
 
 
 def save_checkpoint(engine: Any, optimizer: BlockOptimizer, save_dir: str | os.PathLike, tag: str | None = None) -> str:
-    """`engine.save_checkpoint`, plus the block schedule that `load_checkpoint` restores first."""
+    """`engine.save_checkpoint`, plus the block schedule that `load_checkpoint` restores first.
+
+    The schedule is written first: DeepSpeed points `latest` at the tag only once its own save is
+    complete, so an interrupted save leaves `latest` on the previous, whole checkpoint.
+    """
     catch_up(engine, optimizer)
     tag = tag or f"global_step{engine.global_steps}"
-    engine.save_checkpoint(str(save_dir), tag=tag)
     if torch.distributed.get_rank() == 0:
-        target = Path(save_dir) / tag / SCHEDULE_FILE
-        partial = target.with_suffix(".tmp")
-        partial.write_text(json.dumps({"schedule": optimizer.schedule.state_dict(), "active_block": optimizer.active_block}))
-        os.replace(partial, target)
+        write_schedule(Path(save_dir) / tag, optimizer)
     torch.distributed.barrier()
+    engine.save_checkpoint(str(save_dir), tag=tag)
     return tag
+
+
+def write_schedule(folder: Path, optimizer: BlockOptimizer) -> None:
+    """Write the block schedule a resumed ZeRO-3 run must start from into `folder`, atomically."""
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / (SCHEDULE_FILE + ".tmp")
+    partial.write_text(json.dumps({"schedule": optimizer.schedule.state_dict(), "active_block": optimizer.active_block}))
+    os.replace(partial, folder / SCHEDULE_FILE)
+
+
+def read_schedule(folder: str | os.PathLike) -> tuple[dict[str, Any], int]:
+    """(schedule, active block) that write_schedule left in `folder`."""
+    path = Path(folder) / SCHEDULE_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} does not exist: {folder} was not saved by a BAdam ZeRO-3 run, or the run stopped while saving it"
+        )
+    saved = json.loads(path.read_text())
+    return saved["schedule"], saved["active_block"]
 
 
 def load_checkpoint(engine: Any, optimizer: BlockOptimizer, save_dir: str | os.PathLike, tag: str | None = None) -> None:
     """Resume exactly: switch to the saved block (so the engine's partitions match), then load."""
     tag = _resolve_tag(Path(save_dir), tag)
-    saved = json.loads((Path(save_dir) / tag / SCHEDULE_FILE).read_text())
-    optimizer.restore_schedule(saved["schedule"], saved["active_block"])
+    optimizer.restore_schedule(*read_schedule(Path(save_dir) / tag))
     engine.load_checkpoint(str(save_dir), tag=tag)
 
