@@ -131,10 +131,15 @@ def test_engine_checks():
 def test_schedule_round_trip_and_a_folder_without_one(tmp_path):
     from badam.zero3 import read_schedule, write_schedule
 
-    optimizer = zero3_optimizer(tiny_llama(layers=3), switch_block_every=1, switch_mode="ascending")
-    optimizer.count_step()
-    write_schedule(tmp_path / "checkpoint-1", optimizer)
-    schedule, block = read_schedule(tmp_path / "checkpoint-1")
-    assert block == 1 and schedule == optimizer.schedule.state_dict()
+    saved, resumed = (zero3_optimizer(tiny_llama(layers=4), switch_block_every=1, switch_mode="random") for _ in range(2))
+    for _ in range(5):  # into the second block-epoch, whose order comes from the saved random state
+        saved.count_step()
+    write_schedule(tmp_path / "checkpoint-5", saved)
+    resumed.restore_schedule(*read_schedule(tmp_path / "checkpoint-5"))
+    assert resumed.active_block == saved.active_block and resumed.global_step == 5
+    for _ in range(6):
+        saved.count_step()
+        resumed.count_step()
+        assert resumed.active_block == saved.active_block
     with pytest.raises(FileNotFoundError, match="not saved by a BAdam ZeRO-3 run"):
         read_schedule(tmp_path)
