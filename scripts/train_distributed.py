@@ -28,7 +28,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from badam import BlockOptimizer
+from badam import BlockOptimizer, truncate_backward
 from badam.distributed import follow_block_switches, leave
 
 ENGINES = ("ddp", "fsdp2", "zero3")
@@ -77,7 +77,7 @@ def load_model(args: Args) -> torch.nn.Module:
     else:
         model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype)
     if args.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        model.activation_checkpointing_enable()
     return model
 
 
@@ -117,6 +117,8 @@ def wrap(model, optimizer_fn, args: Args, device: torch.device):
                 fully_shard(module)
         fully_shard(model)
     optimizer = optimizer_fn(model)
+    if args.gradient_checkpointing:
+        truncate_backward(model, optimizer)  # backward and recompute stop at the active block
     if args.engine == "ddp":
         from torch.nn.parallel import DistributedDataParallel
 

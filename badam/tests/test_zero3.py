@@ -22,8 +22,9 @@ def torchrun(case: str, tmp_path: Path) -> dict:
     return torch.load(out, weights_only=True)
 
 
-def test_zero3_equals_single_process_across_switches(tmp_path):
-    result = torchrun("equals_single", tmp_path)
+@pytest.mark.parametrize("case", ["equals_single", "checkpointing_equals_single"])
+def test_zero3_equals_single_process_across_switches(tmp_path, case):
+    result = torchrun(case, tmp_path)
     assert result["blocks_seen"] >= 3, "the run must cross at least two block switches"
     model = single_process_run()
     for name, param in model.named_parameters():

@@ -17,6 +17,7 @@ import deepspeed  # noqa: E402
 from badam_tiny import batch, lm_loss, tiny_llama  # noqa: E402
 from distributed_worker import GLOBAL_BATCH, K, LAYERS, RESUME_AT, STEPS, TRAINER_ARGS, block_optimizer  # noqa: E402
 
+from badam import truncate_backward  # noqa: E402
 from badam.distributed import follow_block_switches, leave  # noqa: E402
 from badam.zero3 import load_checkpoint, save_checkpoint  # noqa: E402
 
@@ -30,8 +31,11 @@ CONFIG = {
 }
 
 
-def zero3_run(model):
+def zero3_run(model, checkpointing=False):
     optimizer = block_optimizer(model, ds_zero3_enabled=True)
+    if checkpointing:
+        model.activation_checkpointing_enable()
+        truncate_backward(model, optimizer)
     engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=CONFIG)
     follow_block_switches(engine, optimizer)
     return engine, optimizer
@@ -57,9 +61,9 @@ def full_params(model):
         return {n: p.detach().clone() for n, p in model.named_parameters()}
 
 
-def case_equals_single(out):
+def case_equals_single(out, checkpointing=False):
     model = tiny_llama(layers=LAYERS)
-    engine, optimizer = zero3_run(model)
+    engine, optimizer = zero3_run(model, checkpointing)
     seen = []
     train(engine, STEPS, seen=seen)
     params = full_params(model)
@@ -68,6 +72,11 @@ def case_equals_single(out):
     if dist.get_rank() == 0:
         torch.save({"params": params, "blocks_seen": optimizer.schedule.global_step // K,
                     "partition_numel": seen, "block_share": block_share}, out)
+
+
+def case_checkpointing_equals_single(out):
+    # Recomputation in backward must see the weights gathered, also after DeepSpeed's wrapper is rebuilt.
+    case_equals_single(out, checkpointing=True)
 
 
 def case_resume(out):

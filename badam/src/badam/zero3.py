@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
     from .block import BlockOptimizer
 
 SCHEDULE_FILE = "badam_schedule.json"
+_MISSING = object()
 
 
 def is_zero3_partitioned(param: torch.Tensor) -> bool:
@@ -75,13 +78,20 @@ def applied_steps(engine: Any) -> int:
 def rebuild_zero_optimizer(engine: Any) -> None:
     """Rebuild `engine`'s ZeRO-3 optimizer wrapper over the parameters that require grad now.
 
-    The new wrapper takes over the old one's identity (its attributes), so every holder of the old
-    object (accelerate's wrapper, the Trainer) sees the new one; the old block's partitions go.
+    The weights' side of ZeRO-3 (the module hooks that gather and release partitions, and their
+    prefetch trace) does not depend on which block trains, so the wrapper's `parameter_offload` is
+    kept: a fresh one re-hooks the modules, and activation-checkpoint recomputation then sees
+    released (empty) weights. The new wrapper takes over the old one's identity (its attributes),
+    so every holder of the old object (accelerate's wrapper, the Trainer) sees the new one.
     """
     current = engine.optimizer
-    current.destroy()
+    offload = current.parameter_offload
     try:
-        rebuilt = engine._configure_zero_optimizer(engine.basic_optimizer)
+        # current.destroy() would take the module hooks down with it, and the new wrapper would make new ones.
+        with _replaced(offload, "destroy", lambda: None):
+            current.destroy()
+        with _replaced(type(current), "initialize_ds_offload", lambda self, **kwargs: offload):
+            rebuilt = engine._configure_zero_optimizer(engine.basic_optimizer)
     except (AttributeError, TypeError) as error:
         import deepspeed
 
@@ -90,6 +100,20 @@ def rebuild_zero_optimizer(engine: Any) -> None:
             "ZeRO-3 support is tested with DeepSpeed 0.19.8"
         ) from error
     current.__dict__ = rebuilt.__dict__
+
+
+@contextmanager
+def _replaced(owner: Any, name: str, value: Any) -> Iterator[None]:
+    """Set `owner.name` to `value` for the block, then put back what `owner` itself held (or nothing)."""
+    own = owner.__dict__.get(name, _MISSING)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        if own is _MISSING:
+            delattr(owner, name)
+        else:
+            setattr(owner, name, own)
 
 
 def catch_up(engine: Any, optimizer: BlockOptimizer) -> None:
