@@ -45,7 +45,8 @@ def test_trainer_recipe_on_zero3(tmp_path):
     output = tmp_path / "sft"
     launch("zero3", "--model_name_or_path", TINY, "--dataset", "demo", "--finetuning_type", "block", "--max_steps", "4",
            "--output_dir", str(output), "--use_cpu", "true", "--per_device_train_batch_size", "2",
-           "--switch_block_every", "2", "--save_strategy", "no", "--report_to", "none", "--logging_steps", "1")
+           "--switch_block_every", "2", "--save_strategy", "no", "--report_to", "none", "--logging_steps", "1",
+           "--gradient_checkpointing", "true")
     report = json.loads((output / "run_report.json").read_text())
     assert report["global_steps"] == 4
     # Counted from DeepSpeed's ds_numel: every weight is partitioned to nothing on the module itself.
