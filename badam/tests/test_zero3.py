@@ -41,9 +41,9 @@ def test_zero3_resume_equals_straight_run(tmp_path):
 
 
 def test_trainer_with_a_zero3_config_equals_one_process_and_resumes(tmp_path):
+    from distributed_worker import K, LAYERS, STEPS, TRAINER_ARGS
     from test_hf import RepeatTask, training_args
     from transformers import Trainer
-    from distributed_worker import K, LAYERS, STEPS, TRAINER_ARGS
 
     from badam.hf import badam_trainer_kwargs
 
