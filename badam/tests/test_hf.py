@@ -117,4 +117,8 @@ def test_engines_badam_cannot_run_on_are_refused(monkeypatch):
     with pytest.raises(ValueError, match="not on the Trainer's FSDP"):
         _deepspeed_stage(SimpleNamespace(fsdp="", hf_deepspeed_config=None))
     monkeypatch.delenv("ACCELERATE_USE_FSDP")
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    with pytest.raises(ValueError, match="pass the DeepSpeed config to the Trainer too"):
+        _deepspeed_stage(SimpleNamespace(fsdp="", hf_deepspeed_config=None))
+    monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED")
     assert _deepspeed_stage(SimpleNamespace(fsdp="", hf_deepspeed_config=None)) is None

@@ -19,6 +19,7 @@ checkpoints, so every type resumes with `--resume_from_checkpoint`.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -154,7 +155,8 @@ DEEPSPEED_TYPES = ("block", "full", "lora")
 
 
 def prepare(model: nn.Module, ft: FinetuningArguments, args: TrainingArguments) -> tuple[nn.Module, dict[str, Any]]:
-    if args.deepspeed and ft.finetuning_type not in DEEPSPEED_TYPES:
+    deepspeed = args.deepspeed or os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    if deepspeed and ft.finetuning_type not in DEEPSPEED_TYPES:
         raise ValueError(
             f"--finetuning_type {ft.finetuning_type} does not run under --deepspeed (the Trainer would replace its "
             f"optimizer with AdamW); DeepSpeed runs {', '.join(DEEPSPEED_TYPES)}"

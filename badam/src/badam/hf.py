@@ -84,6 +84,13 @@ def _deepspeed_stage(args: TrainingArguments) -> int | None:
             "(badam.distributed; scripts/train_distributed.py --engine fsdp2), or pass --deepspeed scripts/configs/ds_z3_config.json."
         )
     config = getattr(args, "hf_deepspeed_config", None)
+    if config is None and os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+        # The Trainer would take accelerate's DeepSpeed config only once it exists, after the
+        # optimizer was made for no DeepSpeed, and then replace that optimizer with AdamW.
+        raise ValueError(
+            "accelerate launches this run with DeepSpeed: pass the DeepSpeed config to the Trainer too "
+            "(--deepspeed scripts/configs/ds_z3_config.json), so BAdam is set up for it before the Trainer starts"
+        )
     if config is None:
         return None
     stage = config.get_value("zero_optimization.stage", 0)
