@@ -14,14 +14,14 @@ Plain PyTorch loop, under `deepspeed` or `torchrun`:
 
     optimizer = BlockOptimizer(AdamW(model.parameters()), list(model.named_parameters()),
                                switch_block_every=100, ds_zero3_enabled=True)
-    engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config="ds_z3_config.json")
+    engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config)  # ZeRO stage 3
     follow_block_switches(engine, optimizer)            # badam.distributed, as for DDP
     for batch in loader:
         engine.backward(engine(**batch).loss)
         engine.step()
     save_checkpoint(engine, optimizer, "ckpt")          # this module's; resume with load_checkpoint
 
-Hugging Face Trainer with `--deepspeed ds_z3_config.json`: `badam.hf` does all of it.
+Hugging Face Trainer with `--deepspeed scripts/configs/ds_z3_config.json`: `badam.hf` does all of it.
 
 DeepSpeed keeps one optimizer state per flat partition, so a parameter cannot keep its Adam moments
 across a switch: modes that train something across switches (`active_modules`, BREAD) and
