@@ -28,7 +28,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from badam import BlockOptimizer
 from badam.distributed import follow_block_switches, leave
-from badam.memory import held_bytes
+from badam.memory import held_bytes, storage_bytes
 
 MB = 2**20
 
@@ -55,19 +55,12 @@ def build(args: Args, device: torch.device) -> LlamaForCausalLM:
         return LlamaForCausalLM(config).to(torch.bfloat16)
 
 
-def storage_bytes(tensors) -> int:
-    """Bytes behind `tensors`, each storage counted once."""
-    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors if t is not None}
-    return sum(storages.values())
-
-
 def zero3_held(engine) -> tuple[int, int]:
     """What a rank holds under ZeRO-3: its weight partitions, and DeepSpeed's optimizer side (the fp32
     master partitions of the active block, their Adam states and the fp32 gradient partitions)."""
     zero = engine.optimizer
-    weights = storage_bytes(p.ds_tensor for p in engine.module.parameters())
-    states = [t for state in zero.optimizer.state.values() for t in state.values() if torch.is_tensor(t)]
-    return weights, storage_bytes([*zero.fp32_partitioned_groups_flat, *states, zero.grad_partitions_flat_buffer])
+    weights = storage_bytes([p.ds_tensor for p in engine.module.parameters()])
+    return weights, storage_bytes([zero.fp32_partitioned_groups_flat, zero.optimizer.state, zero.grad_partitions_flat_buffer])
 
 
 def zero3_engine(model: LlamaForCausalLM, optimizer: BlockOptimizer, args: Args):

@@ -357,3 +357,12 @@ def test_track_peak_rejects_other_devices():
     with pytest.raises(ValueError, match="cpu and cuda"):
         with track_peak("meta"):
             pass
+
+
+def test_storage_bytes_counts_each_storage_once_through_nesting():
+    from badam.memory import storage_bytes
+
+    flat = torch.zeros(100)  # 400 bytes
+    views = [flat[:50], flat[50:]]
+    state = {"exp_avg": torch.zeros(10, dtype=torch.bfloat16), "step": torch.tensor(3.0)}
+    assert storage_bytes([views, {"a": state}, None, flat]) == 400 + 20 + 4

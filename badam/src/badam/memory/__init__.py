@@ -36,7 +36,7 @@ from .estimate import (
     badam_blocks,
     estimate,
 )
-from .held import HeldBytes, held_bytes
+from .held import HeldBytes, held_bytes, storage_bytes
 from .peak import PeakMemory, enable_cpu_allocation_accounting, track_peak
 
 __all__ = [
@@ -64,5 +64,6 @@ __all__ = [
     "held_bytes",
     "load_config",
     "main",
+    "storage_bytes",
     "track_peak",
 ]

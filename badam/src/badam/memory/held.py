@@ -99,3 +99,11 @@ def held_bytes(optimizer: torch.optim.Optimizer, model: nn.Module) -> HeldBytes:
         optimizer_states=optimizer_states,
         optimized_numel=sum(p.numel() for p in optimized),
     )
+
+
+def storage_bytes(obj: Any) -> int:
+    """Bytes behind the tensors in `obj` (a tensor, or dicts, lists and tuples of them), each storage once.
+
+    For engines whose tensors held_bytes does not know about, e.g. DeepSpeed's partitions.
+    """
+    return _StorageCounter().count(_tensors_in(obj))
