@@ -1,4 +1,5 @@
-"""Starting 2-process CPU (gloo) jobs for the distributed tests: `launch(script, *args)` runs torchrun."""
+"""Starting 2-process CPU (gloo) jobs for the distributed tests: `launch(script, *args)` runs torchrun,
+or `accelerate launch` with a config file."""
 
 import functools
 import os
@@ -25,11 +26,17 @@ def build_deepspeed_comm_op() -> None:
     assert result.returncode == 0, f"building deepspeed_shm_comm failed:\n{result.stderr[-3000:]}"
 
 
-def launch(script: Path, *args: str, deepspeed: bool = False) -> None:
-    """Run `script` on 2 local gloo processes under torchrun; `deepspeed`: the script uses DeepSpeed."""
+def launch(script: Path, *args: str, deepspeed: bool = False, accelerate_config: Path | None = None) -> None:
+    """Run `script` on 2 local gloo processes under torchrun, or under `accelerate launch --config_file
+    accelerate_config`; `deepspeed`: the script uses DeepSpeed."""
     if deepspeed:
         build_deepspeed_comm_op()
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(free_port()), str(script), *args]
+    port = str(free_port())
+    if accelerate_config is None:
+        launcher = ["torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", port]
+    else:
+        launcher = ["accelerate.commands.launch", "--config_file", str(accelerate_config), "--num_processes", "2",
+                    "--main_process_ip", "127.0.0.1", "--main_process_port", port]
+    command = [sys.executable, "-m", *launcher, str(script), *args]
     result = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, f"torchrun {script.name} {args} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, f"{launcher[0]} {script.name} {args} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"

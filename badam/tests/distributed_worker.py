@@ -24,6 +24,21 @@ STEPS, RESUME_AT, K, LAYERS, GLOBAL_BATCH = 7, 3, 2, 3, 4
 TRAINER_ARGS = {"gradient_checkpointing": False, "save_steps": 2, "adam_epsilon": 1e-3}
 
 
+def one_process_trainer_run(output_dir):
+    """The reference for the Trainer runs on 2 ranks: one process, no engine, the same global batches
+    (2 ranks x 2 sequences = 4 per micro-batch)."""
+    from test_hf import RepeatTask, training_args
+    from transformers import Trainer
+
+    from badam.hf import badam_trainer_kwargs
+
+    args = training_args(output_dir, STEPS, per_device_train_batch_size=4, **TRAINER_ARGS)
+    model = tiny_llama(layers=LAYERS)
+    kwargs = badam_trainer_kwargs(model, args, switch_block_every=K, switch_mode="ascending", verbose=0)
+    Trainer(model=model, args=args, train_dataset=RepeatTask(32), **kwargs).train()
+    return model
+
+
 def block_optimizer(model, inner="adamw", **kwargs):
     # eps=1e-3: Adam's first steps are lr * sign(g), so with the default eps an entry whose gradient is
     # reduction-order noise (~1e-9) would move by +-lr on one side and the other; a larger eps keeps
@@ -136,7 +151,7 @@ def case_fsdp_adam_mini(out):
     case_fsdp_equals_single(out, inner="adam_mini")
 
 
-def case_fsdp_resume(out):
+def case_fsdp_resume(out, resume_at=RESUME_AT):
     # bf16, so the fp32 masters exist and are sharded DTensors; they must survive the checkpoint.
     straight = sharded(tiny_llama(layers=LAYERS, dtype=torch.bfloat16))
     optimizer = block_optimizer(straight)
@@ -144,7 +159,7 @@ def case_fsdp_resume(out):
 
     first = sharded(tiny_llama(layers=LAYERS, dtype=torch.bfloat16))
     optimizer = block_optimizer(first)
-    train_ddp(first, optimizer, first, RESUME_AT)
+    train_ddp(first, optimizer, first, resume_at)
     masters_sharded = all(type(m).__name__ == "DTensor" for m in optimizer.masters.master_of.values())
     checkpoint = Path(out).parent / "fsdp_checkpoint"
     save_checkpoint(checkpoint, first, optimizer)
@@ -152,10 +167,15 @@ def case_fsdp_resume(out):
     resumed = sharded(tiny_llama(layers=LAYERS, dtype=torch.bfloat16, seed=7))
     optimizer = block_optimizer(resumed)
     load_checkpoint(checkpoint, resumed, optimizer)
-    train_ddp(resumed, optimizer, resumed, STEPS - RESUME_AT, first_step=RESUME_AT)
+    train_ddp(resumed, optimizer, resumed, STEPS - resume_at, first_step=resume_at)
     a, b = full_params(straight), full_params(resumed)
     if dist.get_rank() == 0:
         torch.save({"identical": all(torch.equal(a[n], b[n]) for n in a), "masters_sharded": masters_sharded}, out)
+
+
+def case_fsdp_resume_after_switch(out):
+    # Saved right after a switch: the new block has masters but no Adam state yet.
+    case_fsdp_resume(out, resume_at=2 * K)
 
 
 def case_ratio_refused(out):

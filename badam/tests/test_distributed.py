@@ -53,8 +53,9 @@ def test_fsdp2_equals_single_process_across_switches(tmp_path, case, optimizer_k
         torch.testing.assert_close(result["params"][name], param.detach(), rtol=0, atol=1e-6, msg=name)
 
 
-def test_fsdp2_sharded_checkpoint_resumes_exactly(tmp_path):
-    result = torchrun("fsdp_resume", tmp_path)
+@pytest.mark.parametrize("case", ["fsdp_resume", "fsdp_resume_after_switch"])
+def test_fsdp2_sharded_checkpoint_resumes_exactly(tmp_path, case):
+    result = torchrun(case, tmp_path)
     assert result["masters_sharded"], "the fp32 masters of a sharded bf16 model must be sharded too"
     assert result["identical"]
 

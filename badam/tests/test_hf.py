@@ -103,22 +103,47 @@ def test_switches_are_logged_on_rank_zero(tmp_path, caplog):
 def test_engines_badam_cannot_run_on_are_refused(monkeypatch):
     from types import SimpleNamespace
 
-    from badam.hf import _deepspeed_stage
+    from badam.hf import _engine
 
-    class Stage2:
+    class Stage:
+        def __init__(self, stage):
+            self.stage = stage
+
         def get_value(self, key, default=None):
-            return {"zero_optimization.stage": 2}.get(key, default)
+            return {"zero_optimization.stage": self.stage}.get(key, default)
+
+    def args(**overrides):
+        return SimpleNamespace(**({"fsdp": "", "fsdp_config": {}, "hf_deepspeed_config": None, "bf16": False, "fp16": False} | overrides))
 
     with pytest.raises(ValueError, match="needs ZeRO stage 3.*sets stage 2"):
-        _deepspeed_stage(SimpleNamespace(fsdp="", hf_deepspeed_config=Stage2(), deepspeed="ds_z2.json"))
-    with pytest.raises(ValueError, match="not on the Trainer's FSDP"):
-        _deepspeed_stage(SimpleNamespace(fsdp="full_shard", hf_deepspeed_config=None))
-    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
-    with pytest.raises(ValueError, match="not on the Trainer's FSDP"):
-        _deepspeed_stage(SimpleNamespace(fsdp="", hf_deepspeed_config=None))
-    monkeypatch.delenv("ACCELERATE_USE_FSDP")
+        _engine(args(hf_deepspeed_config=Stage(2), deepspeed="ds_z2.json"))
+    assert _engine(args(hf_deepspeed_config=Stage(3))) == "zero3"
+    assert _engine(args()) is None
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
     with pytest.raises(ValueError, match="pass the DeepSpeed config to the Trainer too"):
-        _deepspeed_stage(SimpleNamespace(fsdp="", hf_deepspeed_config=None))
+        _engine(args())
     monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED")
-    assert _deepspeed_stage(SimpleNamespace(fsdp="", hf_deepspeed_config=None)) is None
+
+
+def test_fsdp_runs_on_fsdp2_without_mixed_precision(monkeypatch):
+    from types import SimpleNamespace
+
+    from badam.hf import _engine
+
+    def args(**overrides):
+        return SimpleNamespace(**({"fsdp": "full_shard", "fsdp_config": {}, "bf16": False, "fp16": False} | overrides))
+
+    assert _engine(args()) == "fsdp2", "the Trainer's --fsdp is FSDP2 unless fsdp_config says version 1"
+    with pytest.raises(ValueError, match="BAdam runs on FSDP2.*asks for FSDP1"):
+        _engine(args(fsdp_config={"version": 1}))
+    with pytest.raises(ValueError, match="needs mixed precision off"):
+        _engine(args(bf16=True))
+    # `accelerate launch` with an FSDP config says it through the environment (FSDP1 unless told).
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    with pytest.raises(ValueError, match="asks for FSDP1"):
+        _engine(args(fsdp=""))
+    monkeypatch.setenv("FSDP_VERSION", "2")
+    assert _engine(args(fsdp="")) == "fsdp2"
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    with pytest.raises(ValueError, match="needs mixed precision off"):
+        _engine(args(fsdp=""))

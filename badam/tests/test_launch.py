@@ -1,5 +1,5 @@
-"""scripts/launch.sh on 2 CPU processes: every launcher starts the plain loop, resumes exactly, and
-the Trainer recipe runs on ZeRO-3."""
+"""scripts/launch.sh on 2 CPU processes: every launcher starts the plain loop, resumes exactly, the
+Trainer recipe runs on ZeRO-3, and reaches BAdam's FSDP2 support through accelerate."""
 
 import json
 import subprocess
@@ -16,11 +16,17 @@ TINY = str(ROOT / "llama-alpaca" / "configs" / "tiny_llama.json")
 LOOP = ["--model", TINY, "--batch", "4", "--seq", "32", "--switch_every", "2", "--lr", "1e-3"]
 
 
-def launch(engine: str, *args: str, launcher: str = "torchrun") -> None:
+def run_launch(engine: str, *args: str, launcher: str | None = "torchrun") -> subprocess.CompletedProcess:
     build_deepspeed_comm_op()
-    env = {**ENV, "LAUNCHER": launcher, "GPUS_PER_NODE": "2", "MASTER_PORT": str(free_port()), "PYTHON": sys.executable}
-    result = subprocess.run(["bash", str(ROOT / "scripts" / "launch.sh"), engine, *args], env=env,
-                            capture_output=True, text=True, timeout=600)
+    env = {**ENV, "GPUS_PER_NODE": "2", "MASTER_PORT": str(free_port()), "PYTHON": sys.executable}
+    if launcher is not None:
+        env["LAUNCHER"] = launcher
+    return subprocess.run(["bash", str(ROOT / "scripts" / "launch.sh"), engine, *args], env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def launch(engine: str, *args: str, launcher: str = "torchrun") -> None:
+    result = run_launch(engine, *args, launcher=launcher)
     assert result.returncode == 0, f"launch.sh {engine} ({launcher}) failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
 
 
@@ -28,7 +34,7 @@ def losses(output_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (output_dir / "loss.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("engine, launcher", [("fsdp2", "torchrun"), ("loop-zero3", "deepspeed"), ("loop-ddp", "accelerate")])
+@pytest.mark.parametrize("engine, launcher", [("loop-fsdp2", "torchrun"), ("loop-zero3", "deepspeed"), ("loop-ddp", "accelerate")])
 def test_plain_loop_resumes_exactly_under_each_launcher(tmp_path, engine, launcher):
     launch(engine, *LOOP, "--steps", "6", "--output_dir", str(tmp_path / "straight"), launcher=launcher)
     launch(engine, *LOOP, "--steps", "3", "--output_dir", str(tmp_path / "resumed"), launcher=launcher)
@@ -41,12 +47,16 @@ def test_plain_loop_resumes_exactly_under_each_launcher(tmp_path, engine, launch
     assert len({entry["block"] for entry in straight}) == 3, "6 steps with K = 2 cross two block switches"
 
 
+def recipe(output: Path) -> list[str]:
+    return ["--model_name_or_path", TINY, "--dataset", "demo", "--finetuning_type", "block", "--max_steps", "4",
+            "--output_dir", str(output), "--use_cpu", "true", "--per_device_train_batch_size", "2",
+            "--switch_block_every", "2", "--save_strategy", "no", "--report_to", "none", "--logging_steps", "1",
+            "--gradient_checkpointing", "true"]
+
+
 def test_trainer_recipe_on_zero3(tmp_path):
     output = tmp_path / "sft"
-    launch("zero3", "--model_name_or_path", TINY, "--dataset", "demo", "--finetuning_type", "block", "--max_steps", "4",
-           "--output_dir", str(output), "--use_cpu", "true", "--per_device_train_batch_size", "2",
-           "--switch_block_every", "2", "--save_strategy", "no", "--report_to", "none", "--logging_steps", "1",
-           "--gradient_checkpointing", "true")
+    launch("zero3", *recipe(output))
     report = json.loads((output / "run_report.json").read_text())
     assert report["global_steps"] == 4
     # Counted from DeepSpeed's ds_numel: every weight is partitioned to nothing on the module itself.
@@ -54,3 +64,14 @@ def test_trainer_recipe_on_zero3(tmp_path):
     blocks = [h["badam_active_block"] for h in json.loads((output / "trainer_state.json").read_text())["log_history"]
               if "badam_active_block" in h]
     assert len(blocks) == 4 and blocks[0] == blocks[1] != blocks[2] == blocks[3]
+
+
+def test_trainer_recipe_on_fsdp2_reaches_badam_through_accelerate(tmp_path):
+    # accelerate shards on GPUs only (tests/test_fsdp.py switches it on for CPU ranks). Here the
+    # FSDP2 config, through launch.sh and alpaca_sft (--bf16 with mixed precision kept off), must
+    # reach BAdam, which refuses to train the model unsharded rather than silently replicating it.
+    result = run_launch("fsdp2", *recipe(tmp_path / "sft"), "--bf16", "true", launcher=None)
+    assert result.returncode != 0
+    assert "FSDP is configured, but the Trainer started training on a model that FSDP2 has not sharded" in result.stderr
+    refused = run_launch("fsdp2", *recipe(tmp_path / "sft"), launcher="deepspeed")
+    assert refused.returncode == 2 and "fsdp2 runs under accelerate" in refused.stderr

@@ -7,6 +7,7 @@ import pytest
 import torch
 from badam_launch import launch
 from badam_tiny import tiny_llama
+from distributed_worker import one_process_trainer_run
 from test_distributed import single_process_run
 
 from badam import AdamMini, BlockOptimizer, BlockOptimizerRatio
@@ -41,21 +42,11 @@ def test_zero3_resume_equals_straight_run(tmp_path):
 
 
 def test_trainer_with_a_zero3_config_equals_one_process_and_resumes(tmp_path):
-    from distributed_worker import K, LAYERS, STEPS, TRAINER_ARGS
-    from test_hf import RepeatTask, training_args
-    from transformers import Trainer
-
-    from badam.hf import badam_trainer_kwargs
-
     result = torchrun("trainer", tmp_path)
     assert result["zero3"], "the Trainer's DeepSpeed ZeRO-3 config did not put BAdam in ZeRO-3 mode"
     assert result["layers_moved"] == ["0", "1", "2"]
     assert result["resumed_equal"], "resuming from checkpoint-4 must reproduce the straight run"
-    # One process, no DeepSpeed, the same global batches: 2 ranks x 2 sequences = 4 per micro-batch.
-    args = training_args(tmp_path / "single", STEPS, per_device_train_batch_size=4, **TRAINER_ARGS)
-    model = tiny_llama(layers=LAYERS)
-    kwargs = badam_trainer_kwargs(model, args, switch_block_every=K, switch_mode="ascending", verbose=0)
-    Trainer(model=model, args=args, train_dataset=RepeatTask(32), **kwargs).train()
+    model = one_process_trainer_run(tmp_path / "single")
     for name, param in model.named_parameters():
         torch.testing.assert_close(result["params"][name], param.detach(), rtol=0, atol=1e-6, msg=name)
 
@@ -142,5 +133,5 @@ def test_schedule_round_trip_and_a_folder_without_one(tmp_path):
         saved.count_step()
         resumed.count_step()
         assert resumed.active_block == saved.active_block
-    with pytest.raises(FileNotFoundError, match="not saved by a BAdam ZeRO-3 run"):
+    with pytest.raises(FileNotFoundError, match="not saved by a BAdam ZeRO-3 or FSDP2 run"):
         read_schedule(tmp_path)

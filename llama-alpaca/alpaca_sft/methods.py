@@ -149,16 +149,24 @@ METHODS: dict[str, Callable[[nn.Module, FinetuningArguments, TrainingArguments],
 }
 
 
-# Under DeepSpeed the Trainer drops the `optimizers` it is given and builds AdamW, so only these types
-# train as named there: full and lora are AdamW runs, block goes through badam's ZeRO-3 support.
-DEEPSPEED_TYPES = ("block", "full", "lora")
+# Under DeepSpeed the Trainer drops the `optimizers` it is given and builds AdamW, and under FSDP it
+# refuses them, so only these types train as named there: full and lora are AdamW runs, block goes
+# through badam's ZeRO-3 and FSDP2 support.
+SHARDED_TYPES = ("block", "full", "lora")
 
 
 def prepare(model: nn.Module, ft: FinetuningArguments, args: TrainingArguments) -> tuple[nn.Module, dict[str, Any]]:
     deepspeed = args.deepspeed or os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
-    if deepspeed and ft.finetuning_type not in DEEPSPEED_TYPES:
+    fsdp = args.fsdp or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    if (deepspeed or fsdp) and ft.finetuning_type not in SHARDED_TYPES:
+        engine = "--deepspeed" if deepspeed else "FSDP"
         raise ValueError(
-            f"--finetuning_type {ft.finetuning_type} does not run under --deepspeed (the Trainer would replace its "
-            f"optimizer with AdamW); DeepSpeed runs {', '.join(DEEPSPEED_TYPES)}"
+            f"--finetuning_type {ft.finetuning_type} does not run under {engine} (the Trainer would replace or refuse "
+            f"its optimizer); {engine} runs {', '.join(SHARDED_TYPES)}"
         )
+    if fsdp and ft.finetuning_type == "block" and args.bf16:
+        # --bf16 loaded the model in bf16 already. As mixed precision, accelerate's FSDP2 would upcast
+        # every trainable weight to fp32 for good; BAdam keeps fp32 masters of the active block itself.
+        logger.info("FSDP2: the model is in bf16; accelerate's bf16 mixed precision is left off for BAdam")
+        args.bf16 = False
     return METHODS[ft.finetuning_type](model, ft, args)

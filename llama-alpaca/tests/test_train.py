@@ -130,11 +130,33 @@ def test_cli_prints_the_error_and_exits(tiny_config, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("finetuning_type", ["sparse", "adam_mini", "bread_sgd"])
-def test_types_the_trainer_would_turn_into_adamw_are_refused_under_deepspeed(finetuning_type):
+@pytest.mark.parametrize("engine", ["--deepspeed", "FSDP"])
+def test_types_the_trainer_would_replace_are_refused_on_sharding_engines(finetuning_type, engine):
     from types import SimpleNamespace
 
     from alpaca_sft.args import FinetuningArguments
     from alpaca_sft.methods import prepare
 
-    with pytest.raises(ValueError, match=f"{finetuning_type} does not run under --deepspeed"):
-        prepare(None, FinetuningArguments(finetuning_type=finetuning_type), SimpleNamespace(deepspeed="ds_z3_config.json"))
+    args = SimpleNamespace(deepspeed="ds_z3_config.json" if engine == "--deepspeed" else None,
+                           fsdp="full_shard" if engine == "FSDP" else "")
+    with pytest.raises(ValueError, match=f"{finetuning_type} does not run under {engine}"):
+        prepare(None, FinetuningArguments(finetuning_type=finetuning_type), args)
+
+
+def test_block_under_fsdp2_keeps_the_bf16_model_and_binds_after_sharding(tmp_path, monkeypatch):
+    import torch
+    from alpaca_sft.args import FinetuningArguments
+    from alpaca_sft.methods import prepare
+    from badam_tiny import tiny_llama
+    from transformers import TrainingArguments
+
+    from badam.fsdp import FSDPBlockOptimizer
+
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setenv("FSDP_VERSION", "2")
+    args = TrainingArguments(output_dir=str(tmp_path), bf16=True, use_cpu=True, report_to=[])
+    model = tiny_llama(dtype=torch.bfloat16)
+    _, kwargs = prepare(model, FinetuningArguments(finetuning_type="block"), args)
+    optimizer = kwargs["optimizer_cls_and_kwargs"][0]()(model)
+    assert isinstance(optimizer, FSDPBlockOptimizer) and optimizer.bind() is None  # not sharded yet
+    assert not args.bf16, "accelerate's mixed precision would upcast the trainable weights to fp32"

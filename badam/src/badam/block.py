@@ -295,6 +295,29 @@ class BlockOptimizer(Optimizer):
         if self.schedule.advance():
             self._activate(self.schedule.current)
 
+    def materialise_state(self) -> None:
+        """Allocate the base optimizer's state that a checkpoint taken at this schedule position holds.
+
+        torch.distributed.checkpoint loads into existing tensors, so they must exist first. The
+        active block has state once it took a step in this block, the other trained tensors (active
+        modules, adapters) once any step was taken. A zero-gradient step at lr 0 allocates it
+        without moving a weight; the load then overwrites it.
+        """
+        block = set(self.blocks[self.active_block])
+        block_stepped, any_stepped = self.schedule.steps_in_block > 0, self.schedule.global_step > 0
+        tensors = [self.masters.optimized(p) for p in self._adam if (block_stepped if p in block else any_stepped)]
+        groups = self.base_optimizer.param_groups
+        saved_lr = [group["lr"] for group in groups]
+        for group in groups:
+            group["lr"] = 0.0
+        for tensor in tensors:
+            tensor.grad = torch.zeros_like(tensor)
+        self.base_optimizer.step()
+        for tensor in tensors:
+            tensor.grad = None
+        for group, lr in zip(groups, saved_lr):
+            group["lr"] = lr
+
     def zero_grad(self, set_to_none: bool = True) -> None:
         for param in self.trainable_params:
             if param.grad is None:

@@ -18,6 +18,7 @@ Plain PyTorch loop, under `torchrun`:
 Hugging Face Trainer: `badam.hf` does it by itself (the Trainer wraps the model out of sight; the
 wrapper is found on its first forward by `follow_wrapping`). The same two functions take a ZeRO-3
 DeepSpeedEngine, for which badam.zero3 rebuilds DeepSpeed's optimizer wrapper at each switch.
+FSDP2 sharded by accelerate (the Trainer's FSDP) goes through badam.fsdp.
 
 FSDP2 (`torch.distributed.fsdp.fully_shard`) needs nothing at switch time: the parameters are
 DTensors, so the fp32 masters and optimizer states of the active block are sharded like them, and
@@ -122,26 +123,6 @@ def _state_by_name(optimizer: BlockOptimizer) -> dict[str, dict[str, torch.Tenso
     return {name_of_optimized[id(t)]: state for t, state in optimizer.state.items()}
 
 
-def _materialise_state(optimizer: BlockOptimizer) -> None:
-    """Give every trained tensor its optimizer state, so a checkpoint can be loaded into it in place.
-
-    One step of the base optimizer with zero gradients at lr 0 allocates the state without moving a
-    weight; its values are overwritten by the load.
-    """
-    groups = optimizer.base_optimizer.param_groups
-    saved_lr = [group["lr"] for group in groups]
-    tensors = [t for group in groups for t in group["params"]]
-    for group in groups:
-        group["lr"] = 0.0
-    for tensor in tensors:
-        tensor.grad = torch.zeros_like(tensor)
-    optimizer.base_optimizer.step()
-    for tensor in tensors:
-        tensor.grad = None
-    for group, lr in zip(groups, saved_lr):
-        group["lr"] = lr
-
-
 def _checkpoint_state(model: nn.Module, optimizer: BlockOptimizer, meta: io.BytesIO) -> dict[str, Any]:
     return {
         "model": model.state_dict(),
@@ -177,7 +158,7 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: BlockO
     meta = torch.load(head["badam"]["meta"], weights_only=True)
     optimizer.schedule.load_state_dict(meta["schedule"])
     optimizer._activate(meta["active_block"])
-    _materialise_state(optimizer)
+    optimizer.materialise_state()
     target = _checkpoint_state(model, optimizer, io.BytesIO())
     del target["badam"]["meta"]
     dcp.load(target, checkpoint_id=str(path))

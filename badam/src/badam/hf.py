@@ -13,7 +13,10 @@ block that trains now (under `torchrun`), and logs the active block.
 
 With `--deepspeed ds_z3_config.json` (ZeRO-3) the same call sets BAdam up on DeepSpeed (badam.zero3):
 DeepSpeed shards the active block's masters and states, and its optimizer wrapper is rebuilt at each
-switch. To resume such a run, name the checkpoint here as well as in `trainer.train`:
+switch. With FSDP2 (`accelerate launch --config_file scripts/configs/accelerate_fsdp2.yaml`, or
+`--fsdp full_shard`) it hands the Trainer an FSDPBlockOptimizer (badam.fsdp), which binds to the
+sharded parameters. Both restore the optimizer into the block that is active, so to resume such a
+run, name the checkpoint here as well as in `trainer.train`:
 
     kwargs = badam_trainer_kwargs(model, args, resume_from_checkpoint="out/checkpoint-500", ...)
 """
@@ -32,6 +35,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoin
 
 from .block import BlockOptimizer
 from .distributed import follow_wrapping
+from .fsdp import FSDPBlockOptimizer
 from .truncation import truncate_backward
 from .zero3 import read_schedule, write_schedule
 
@@ -56,17 +60,22 @@ def _base_optimizer(model: nn.Module, args: TrainingArguments) -> Optimizer:
 def create_badam_optimizer(
     model: nn.Module, args: TrainingArguments, resume_from_checkpoint: str | os.PathLike | bool | None = None,
     **block_kwargs: Any,
-) -> BlockOptimizer:
+) -> BlockOptimizer | FSDPBlockOptimizer:
     """A BlockOptimizer over `model` whose base optimizer is the one `args` describes.
 
     `block_kwargs` go to BlockOptimizer (switch_block_every, switch_mode, start_block, ...). Under a
-    ZeRO-3 DeepSpeed config it runs in ZeRO-3 mode; DeepSpeed builds its partitions for the active
-    block when the Trainer starts, so a resumed run names its checkpoint here too, for that block.
+    ZeRO-3 DeepSpeed config it runs in ZeRO-3 mode; under FSDP2 it is an FSDPBlockOptimizer. Both
+    engines build their optimizer state for the active block when the Trainer starts, so a resumed
+    run names its checkpoint here too, for that block.
     """
     block_kwargs.setdefault("seed", args.seed)
-    block_kwargs.setdefault("ds_zero3_enabled", _deepspeed_stage(args) == 3)
-    optimizer = BlockOptimizer(_base_optimizer(model, args), list(model.named_parameters()), **block_kwargs)
-    if resume_from_checkpoint and optimizer.ds_zero3_enabled:
+    engine = _engine(args)
+    if engine == "fsdp2":
+        optimizer = FSDPBlockOptimizer(model, lambda sharded: _base_optimizer(sharded, args), **block_kwargs)
+    else:
+        base = _base_optimizer(model, args)
+        optimizer = BlockOptimizer(base, list(model.named_parameters()), ds_zero3_enabled=engine == "zero3", **block_kwargs)
+    if resume_from_checkpoint and engine is not None:
         if resume_from_checkpoint is True:
             resume_from_checkpoint = get_last_checkpoint(args.output_dir)
             if resume_from_checkpoint is None:
@@ -75,14 +84,11 @@ def create_badam_optimizer(
     return optimizer
 
 
-def _deepspeed_stage(args: TrainingArguments) -> int | None:
-    """The ZeRO stage of the DeepSpeed config in `args`, None without DeepSpeed; refuses what BAdam cannot run on."""
+def _engine(args: TrainingArguments) -> str | None:
+    """"zero3", "fsdp2" or None (DDP or one process); refuses the engines BAdam cannot run on."""
     if args.fsdp or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
-        raise ValueError(
-            "BAdam through the Trainer runs on DDP and DeepSpeed ZeRO-3, not on the Trainer's FSDP: accelerate "
-            "replaces the parameters after the optimizer is built. Shard with fully_shard in a plain loop "
-            "(badam.distributed; scripts/train_distributed.py --engine fsdp2), or pass --deepspeed scripts/configs/ds_z3_config.json."
-        )
+        _check_fsdp(args)
+        return "fsdp2"
     config = getattr(args, "hf_deepspeed_config", None)
     if config is None and os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
         # The Trainer would take accelerate's DeepSpeed config only once it exists, after the
@@ -99,36 +105,72 @@ def _deepspeed_stage(args: TrainingArguments) -> int | None:
             f"BAdam under DeepSpeed needs ZeRO stage 3, and {args.deepspeed!r} sets stage {stage}: stages 0-2 "
             "build their fp32 partitions once, over the block that trains first. Use stage 3, or DDP without DeepSpeed."
         )
-    return stage
+    return "zero3"
+
+
+def _check_fsdp(args: TrainingArguments) -> None:
+    """FSDP2 without mixed precision, which is how BAdam keeps the model in bf16 with fp32 masters."""
+    if args.fsdp:
+        version = int((args.fsdp_config or {}).get("version", 2))
+    else:
+        version = int(os.environ.get("FSDP_VERSION", "1"))
+    if version != 2:
+        raise ValueError(
+            f"BAdam runs on FSDP2 (fsdp_version: 2), and this run asks for FSDP{version}, which flattens each wrapped "
+            "module into one parameter that trains or freezes as a whole; see scripts/configs/accelerate_fsdp2.yaml"
+        )
+    precision = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    if args.bf16 or args.fp16 or precision != "no":
+        raise ValueError(
+            "BAdam on FSDP2 needs mixed precision off (no --bf16/--fp16, accelerate mixed_precision: 'no'): accelerate "
+            "would upcast the trainable block to fp32 for good. Load the model in bf16 instead; BAdam keeps fp32 "
+            "masters of the active block itself."
+        )
 
 
 class BAdamCallback(TrainerCallback):
     """Truncates backward once checkpointing is set up, and adds the active block to the logs."""
 
-    def __init__(self, optimizer: BlockOptimizer, model: nn.Module) -> None:
+    def __init__(self, optimizer: BlockOptimizer | FSDPBlockOptimizer, model: nn.Module) -> None:
         self.optimizer = optimizer
         self.model = model
+
+    @property
+    def block_optimizer(self) -> BlockOptimizer:
+        if not isinstance(self.optimizer, FSDPBlockOptimizer):
+            return self.optimizer
+        optimizer = self.optimizer.bind()
+        if optimizer is None:
+            raise RuntimeError(
+                "FSDP is configured, but the Trainer started training on a model that FSDP2 has not sharded "
+                "(accelerate runs FSDP on GPUs only)"
+            )
+        return optimizer
 
     def on_train_begin(self, args, state, control, **kwargs):
         # Trainer enables activation checkpointing inside train(), after the optimizer exists, and
         # that re-installs the hook that defeats truncation: undo it here.
-        truncate_backward(self.model, self.optimizer)
+        truncate_backward(self.model, self.block_optimizer)
         if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
-            follow_wrapping(self.model, self.optimizer)
+            follow_wrapping(self.model, self.block_optimizer)
 
     def on_save(self, args, state, control, **kwargs):
-        # DeepSpeed's checkpoint holds the active block's partitions only: a resumed run must start
-        # on that block, which create_badam_optimizer reads back from here.
-        if self.optimizer.ds_zero3_enabled and args.process_index == 0:
-            write_schedule(Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}", self.optimizer)
+        # DeepSpeed's and FSDP2's checkpoints hold the active block's state only: a resumed run must
+        # start on that block, which create_badam_optimizer reads back from here.
+        if _restores_into_active_block(self.optimizer) and args.process_index == 0:
+            write_schedule(Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}", self.block_optimizer)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs is None or "loss" not in logs:
             return
-        logs["badam_active_block"] = self.optimizer.active_block
+        logs["badam_active_block"] = self.block_optimizer.active_block
         # The Trainer stored its copy of these logs in the history before calling us.
         if state.log_history and state.log_history[-1].get("step") == state.global_step:
-            state.log_history[-1]["badam_active_block"] = self.optimizer.active_block
+            state.log_history[-1]["badam_active_block"] = self.block_optimizer.active_block
+
+
+def _restores_into_active_block(optimizer: BlockOptimizer | FSDPBlockOptimizer) -> bool:
+    return isinstance(optimizer, FSDPBlockOptimizer) or optimizer.ds_zero3_enabled
 
 
 def badam_trainer_kwargs(
@@ -137,13 +179,13 @@ def badam_trainer_kwargs(
 ) -> dict[str, Any]:
     """The optimizer and `callbacks` arguments that turn a Trainer into a BAdam trainer.
 
-    `resume_from_checkpoint`: under ZeRO-3, the checkpoint that `trainer.train` will resume from
-    (True: the newest in args.output_dir, as for `trainer.train`).
+    `resume_from_checkpoint`: under ZeRO-3 or FSDP2, the checkpoint that `trainer.train` will resume
+    from (True: the newest in args.output_dir, as for `trainer.train`).
     """
     optimizer = create_badam_optimizer(model, args, resume_from_checkpoint, **block_kwargs)
     callbacks = [BAdamCallback(optimizer, model)]
-    if optimizer.ds_zero3_enabled:
-        # Under DeepSpeed the Trainer drops `optimizers` and builds its own through a factory
-        # (factory()(model) -> optimizer): hand it ours that way.
+    if _restores_into_active_block(optimizer):
+        # The Trainer drops `optimizers` under DeepSpeed and refuses them under FSDP, but builds its
+        # optimizer through a factory (factory()(model) -> optimizer): hand it ours that way.
         return {"optimizer_cls_and_kwargs": (lambda: lambda model, **kwargs: optimizer, {}), "callbacks": callbacks}
     return {"optimizers": (optimizer, None), "callbacks": callbacks}

@@ -165,7 +165,7 @@ def save_checkpoint(engine: Any, optimizer: BlockOptimizer, save_dir: str | os.P
 
 
 def write_schedule(folder: Path, optimizer: BlockOptimizer) -> None:
-    """Write the block schedule a resumed ZeRO-3 run must start from into `folder`, atomically."""
+    """Write the block schedule a resumed ZeRO-3 or FSDP2 run must start from into `folder`, atomically."""
     folder.mkdir(parents=True, exist_ok=True)
     partial = folder / (SCHEDULE_FILE + ".tmp")
     partial.write_text(json.dumps({"schedule": optimizer.schedule.state_dict(), "active_block": optimizer.active_block}))
@@ -177,7 +177,7 @@ def read_schedule(folder: str | os.PathLike) -> tuple[dict[str, Any], int]:
     path = Path(folder) / SCHEDULE_FILE
     if not path.is_file():
         raise FileNotFoundError(
-            f"{path} does not exist: {folder} was not saved by a BAdam ZeRO-3 run, or the run stopped while saving it"
+            f"{path} does not exist: {folder} was not saved by a BAdam ZeRO-3 or FSDP2 run, or the run stopped while saving it"
         )
     saved = json.loads(path.read_text())
     return saved["schedule"], saved["active_block"]

@@ -78,6 +78,21 @@ def _tensors_in(obj: Any) -> Iterator[torch.Tensor]:
             yield from _tensors_in(value)
 
 
+def _updating(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """The optimizer whose groups hold the tensors it updates.
+
+    BAdam's FSDP2 face (badam.fsdp, possibly inside accelerate's wrapper) shows model parameters in
+    its groups and the fp32 masters in its state; the BlockOptimizer inside shows them as they are.
+    """
+    from ..fsdp import FSDPBlockOptimizer
+
+    inner = getattr(optimizer, "optimizer", optimizer)
+    for candidate in (optimizer, inner):
+        if isinstance(candidate, FSDPBlockOptimizer) and candidate.block_optimizer is not None:
+            return candidate.block_optimizer
+    return optimizer
+
+
 def held_bytes(optimizer: torch.optim.Optimizer, model: nn.Module) -> HeldBytes:
     """Count what `model` and `optimizer` hold now, in real storage bytes.
 
@@ -85,6 +100,7 @@ def held_bytes(optimizer: torch.optim.Optimizer, model: nn.Module) -> HeldBytes:
     optimizer's own tensors (e.g. fp32 masters); a storage shared by several tensors, or already
     counted in an earlier category, is counted once.
     """
+    optimizer = _updating(optimizer)
     storages = _StorageCounter()
     model_params = list(model.parameters())
     parameters = storages.count([*model_params, *model.buffers()])
