@@ -14,6 +14,7 @@ from distributed_worker import LAYERS, one_process_trainer_run, sharded
 from fsdp_worker import SAVE_STEPS
 
 from badam.fsdp import FSDPBlockOptimizer
+from badam.memory import held_bytes
 
 WORKER = Path(__file__).with_name("fsdp_worker.py")
 CONFIG = Path(__file__).parents[2] / "scripts" / "configs" / "accelerate_fsdp2.yaml"
@@ -105,6 +106,11 @@ def test_binds_to_the_sharded_block_and_follows_the_scheduler(one_rank):
     layer1 = [p for n, p in model.named_parameters() if n.startswith("model.layers.1.")]
     assert optimizer.param_groups[0]["params"] == layer1, "the groups must follow the switch to block 1"
     assert set(optimizer.state_dict()["state"][0]) == {"step", "exp_avg", "exp_avg_sq", "badam_master"}
+    # Memory reports see the masters as masters, not as optimizer state.
+    held = held_bytes(optimizer, model)
+    masters = block_optimizer.masters.master_of.values()
+    assert held.master_copies == sum(m.to_local().untyped_storage().nbytes() for m in masters)
+    assert held.optimizer_states == held_bytes(block_optimizer, model).optimizer_states
 
 
 def test_loads_a_checkpoint_of_its_block_and_refuses_another(one_rank):

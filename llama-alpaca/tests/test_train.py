@@ -160,3 +160,18 @@ def test_block_under_fsdp2_keeps_the_bf16_model_and_binds_after_sharding(tmp_pat
     optimizer = kwargs["optimizer_cls_and_kwargs"][0]()(model)
     assert isinstance(optimizer, FSDPBlockOptimizer) and optimizer.bind() is None  # not sharded yet
     assert not args.bf16, "accelerate's mixed precision would upcast the trainable weights to fp32"
+
+    # Once sharded, the report counts every block as trainable, not only the active one.
+    import torch.distributed as dist
+    from alpaca_sft.train import _trainable
+    from badam_launch import free_port
+    from torch.distributed.fsdp import fully_shard
+
+    dist.init_process_group("gloo", rank=0, world_size=1, init_method=f"tcp://127.0.0.1:{free_port()}")
+    try:
+        fully_shard(model)
+        assert optimizer.bind() is not None
+        layers = sum(p.numel() for n, p in model.named_parameters() if ".layers." in n)
+        assert _trainable(optimizer) == layers
+    finally:
+        dist.destroy_process_group()
