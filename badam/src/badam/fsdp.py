@@ -30,7 +30,6 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import torch
 from torch import nn
 from torch.distributed.fsdp import FSDPModule
 from torch.optim import Optimizer
@@ -170,7 +169,6 @@ class FSDPBlockOptimizer(Optimizer):
             start += len(group["params"])
         optimizer.base_optimizer.load_state_dict({"state": base_state, "param_groups": base_groups})
 
-    @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         optimizer = self._bound("step")
         self._pass_hyperparameters(optimizer)
