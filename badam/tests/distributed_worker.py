@@ -24,19 +24,31 @@ STEPS, RESUME_AT, K, LAYERS, GLOBAL_BATCH = 7, 3, 2, 3, 4
 TRAINER_ARGS = {"gradient_checkpointing": False, "save_steps": 2, "adam_epsilon": 1e-3}
 
 
-def one_process_trainer_run(output_dir):
-    """The reference for the Trainer runs on 2 ranks: one process, no engine, the same global batches
-    (2 ranks x 2 sequences = 4 per micro-batch)."""
-    from test_hf import RepeatTask, training_args
+def badam_trainer_run(args, resume=None, dtype=torch.float32, before_train=None):
+    """A tiny Llama trained by the Trainer with BAdam (K blocks steps, ascending) under `args`.
+
+    `before_train(trainer)` runs between `Trainer(...)` and `train()`. Returns (trainer, model).
+    """
+    from test_hf import RepeatTask
     from transformers import Trainer
 
     from badam.hf import badam_trainer_kwargs
 
-    args = training_args(output_dir, STEPS, per_device_train_batch_size=4, **TRAINER_ARGS)
-    model = tiny_llama(layers=LAYERS)
-    kwargs = badam_trainer_kwargs(model, args, switch_block_every=K, switch_mode="ascending", verbose=0)
-    Trainer(model=model, args=args, train_dataset=RepeatTask(32), **kwargs).train()
-    return model
+    model = tiny_llama(layers=LAYERS, dtype=dtype)
+    kwargs = badam_trainer_kwargs(model, args, resume, switch_block_every=K, switch_mode="ascending", verbose=0)
+    trainer = Trainer(model=model, args=args, train_dataset=RepeatTask(32), **kwargs)
+    if before_train is not None:
+        before_train(trainer)
+    trainer.train(resume_from_checkpoint=resume)
+    return trainer, model
+
+
+def one_process_trainer_run(output_dir):
+    """The reference for the Trainer runs on 2 ranks: one process, no engine, the same global batches
+    (2 ranks x 2 sequences = 4 per micro-batch)."""
+    from test_hf import training_args
+
+    return badam_trainer_run(training_args(output_dir, STEPS, per_device_train_batch_size=4, **TRAINER_ARGS))[1]
 
 
 def block_optimizer(model, inner="adamw", **kwargs):
@@ -98,18 +110,12 @@ def case_ddp_resume(out):
 
 
 def case_trainer(out):
-    from test_hf import RepeatTask, training_args
-    from transformers import Trainer
+    from test_hf import training_args
 
-    from badam.hf import badam_trainer_kwargs
-
-    model = tiny_llama(layers=LAYERS)
-    initial = {n: p.detach().clone() for n, p in model.named_parameters()}
+    initial = {n: p.detach().clone() for n, p in tiny_llama(layers=LAYERS).named_parameters()}
     args = training_args(Path(out).parent / "trainer", max_steps=6, gradient_checkpointing=False, save_strategy="no")
-    kwargs = badam_trainer_kwargs(model, args, switch_block_every=K, switch_mode="ascending", verbose=0)
-    trainer = Trainer(model=model, args=args, train_dataset=RepeatTask(32), **kwargs)
-    trainer.train()
-    optimizer = kwargs["optimizers"][0]
+    trainer, model = badam_trainer_run(args)
+    optimizer = trainer.optimizer.optimizer  # accelerate's wrapper, then ours
     # Every rank must end with the same weights: a block whose gradients DDP did not all-reduce
     # would have trained on each rank's own data and drifted apart.
     flat = torch.cat([p.detach().flatten() for p in model.parameters()])

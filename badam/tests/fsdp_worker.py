@@ -15,8 +15,7 @@ import torch
 import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).parent))
-from badam_tiny import tiny_llama  # noqa: E402
-from distributed_worker import K, LAYERS, STEPS, TRAINER_ARGS, full_params  # noqa: E402
+from distributed_worker import K, STEPS, TRAINER_ARGS, badam_trainer_run, full_params  # noqa: E402
 
 from badam.distributed import leave  # noqa: E402
 
@@ -33,26 +32,17 @@ def switch_to_fsdp2(trainer):
 
 
 def trainer_run(output_dir, resume=None, dtype=torch.float32, **overrides):
-    from test_hf import RepeatTask, training_args
-    from transformers import Trainer
-
-    from badam.hf import badam_trainer_kwargs
+    from test_hf import training_args
 
     args = training_args(output_dir, STEPS, **(TRAINER_ARGS | {"save_steps": SAVE_STEPS} | overrides))
-    model = tiny_llama(layers=LAYERS, dtype=dtype)
-    kwargs = badam_trainer_kwargs(model, args, resume, switch_block_every=K, switch_mode="ascending", verbose=0)
-    trainer = Trainer(model=model, args=args, train_dataset=RepeatTask(32), **kwargs)
-    switch_to_fsdp2(trainer)
-    trainer.train(resume_from_checkpoint=resume)
-    return trainer, model
+    return badam_trainer_run(args, resume, dtype, before_train=switch_to_fsdp2)
 
 
 def case_trainer(out, dtype=torch.float32, **overrides):
     output_dir = Path(out).parent / "trainer"
     trainer, model = trainer_run(output_dir, dtype=dtype, **overrides)
     straight = full_params(model)
-    optimizer = trainer.optimizer.optimizer  # accelerate's wrapper, then ours
-    block_optimizer = optimizer.block_optimizer
+    block_optimizer = trainer.optimizer.optimizer.block_optimizer  # accelerate's wrapper, then ours
     masters = list(block_optimizer.masters.master_of.values())
     _, resumed_model = trainer_run(output_dir, resume=str(output_dir / f"checkpoint-{SAVE_STEPS}"), dtype=dtype, **overrides)
     resumed = full_params(resumed_model)
@@ -63,7 +53,6 @@ def case_trainer(out, dtype=torch.float32, **overrides):
             "sharded": all(type(p).__name__ == "DTensor" for p in model.parameters()),
             "masters_sharded": [type(m).__name__ for m in masters],
             "blocks_seen": block_optimizer.schedule.global_step // K,
-            "block_params": [len(group["params"]) for group in optimizer.param_groups],
         }, out)
 
 

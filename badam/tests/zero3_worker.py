@@ -15,7 +15,9 @@ import torch.distributed as dist
 sys.path.insert(0, str(Path(__file__).parent))
 import deepspeed  # noqa: E402
 from badam_tiny import batch, lm_loss, tiny_llama  # noqa: E402
-from distributed_worker import GLOBAL_BATCH, K, LAYERS, RESUME_AT, STEPS, TRAINER_ARGS, block_optimizer  # noqa: E402
+from distributed_worker import (  # noqa: E402
+    GLOBAL_BATCH, K, LAYERS, RESUME_AT, STEPS, TRAINER_ARGS, badam_trainer_run, block_optimizer,
+)
 
 from badam import truncate_backward  # noqa: E402
 from badam.distributed import follow_block_switches, leave  # noqa: E402
@@ -101,19 +103,11 @@ def case_resume(out):
 
 
 def trainer_run(output_dir, max_steps, resume=None):
-    from test_hf import RepeatTask, training_args
-    from transformers import Trainer
-
-    from badam.hf import badam_trainer_kwargs
+    from test_hf import training_args
 
     config = {"train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": "auto",
               "gradient_clipping": "auto", "zero_optimization": {"stage": 3}, "steps_per_print": 10**9}
-    args = training_args(output_dir, max_steps, deepspeed=config, **TRAINER_ARGS)
-    model = tiny_llama(layers=LAYERS)
-    kwargs = badam_trainer_kwargs(model, args, resume, switch_block_every=K, switch_mode="ascending", verbose=0)
-    trainer = Trainer(model=model, args=args, train_dataset=RepeatTask(32), **kwargs)
-    trainer.train(resume_from_checkpoint=resume)
-    return trainer, model
+    return badam_trainer_run(training_args(output_dir, max_steps, deepspeed=config, **TRAINER_ARGS), resume)
 
 
 def case_trainer(out):

@@ -156,8 +156,10 @@ SHARDED_TYPES = ("block", "full", "lora")
 
 
 def prepare(model: nn.Module, ft: FinetuningArguments, args: TrainingArguments) -> tuple[nn.Module, dict[str, Any]]:
+    from badam.hf import fsdp_enabled
+
     deepspeed = args.deepspeed or os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
-    fsdp = args.fsdp or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    fsdp = fsdp_enabled(args)
     if (deepspeed or fsdp) and ft.finetuning_type not in SHARDED_TYPES:
         engine = "--deepspeed" if deepspeed else "FSDP"
         raise ValueError(

@@ -84,9 +84,14 @@ def create_badam_optimizer(
     return optimizer
 
 
+def fsdp_enabled(args: TrainingArguments) -> bool:
+    """Whether the Trainer will shard with FSDP: `--fsdp`, or `accelerate launch` with an FSDP config."""
+    return bool(args.fsdp) or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+
+
 def _engine(args: TrainingArguments) -> str | None:
     """"zero3", "fsdp2" or None (DDP or one process); refuses the engines BAdam cannot run on."""
-    if args.fsdp or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+    if fsdp_enabled(args):
         _check_fsdp(args)
         return "fsdp2"
     config = getattr(args, "hf_deepspeed_config", None)
