@@ -41,6 +41,8 @@ import torch.distributed.checkpoint as dcp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from .checkpoint import staged
+
 if TYPE_CHECKING:
     from .block import BlockOptimizer
 
@@ -103,7 +105,7 @@ def follow_wrapping(model: nn.Module, optimizer: BlockOptimizer) -> None:
     handle = torch.nn.modules.module.register_module_forward_pre_hook(find)
 
 
-def leave() -> NoReturn:
+def leave(code: int = 0) -> NoReturn:
     """End a distributed program once its work is written: barrier, destroy the group, exit.
 
     Interpreter teardown can abort a gloo rank now and then ("terminate called without an active
@@ -114,7 +116,7 @@ def leave() -> NoReturn:
     torch.distributed.destroy_process_group()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(code)
 
 
 def _state_by_name(optimizer: BlockOptimizer) -> dict[str, dict[str, torch.Tensor]]:
@@ -138,12 +140,14 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: BlockO
     """Save a sharded (FSDP2) or replicated model with its BAdam state, the torch.distributed.checkpoint way.
 
     Every rank writes its own shards; the block schedule and hyperparameters ride along as one blob.
+    The folder appears only once every rank's shards are written (badam.checkpoint).
     """
     meta = io.BytesIO()
     state = optimizer.state_dict()
     groups = [{k: v for k, v in group.items() if k != "params"} for group in state["base_optimizer"]["param_groups"]]
     torch.save({"schedule": state["schedule"], "active_block": state["active_block"], "param_groups": groups}, meta)
-    dcp.save(_checkpoint_state(model, optimizer, meta), checkpoint_id=str(path))
+    with staged(path) as folder:
+        dcp.save(_checkpoint_state(model, optimizer, meta), checkpoint_id=str(folder))
 
 
 def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: BlockOptimizer) -> None:

@@ -31,13 +31,14 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 from transformers import Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .block import BlockOptimizer
 from .distributed import follow_wrapping
 from .fsdp import FSDPBlockOptimizer
+from .hf_checkpoint import resolve_resume
 from .truncation import truncate_backward
-from .zero3 import read_schedule, write_schedule
+from .zero3 import SCHEDULE_FILE, read_schedule, write_schedule
 
 
 def _base_optimizer(model: nn.Module, args: TrainingArguments) -> Optimizer:
@@ -76,11 +77,7 @@ def create_badam_optimizer(
         base = _base_optimizer(model, args)
         optimizer = BlockOptimizer(base, list(model.named_parameters()), ds_zero3_enabled=engine == "zero3", **block_kwargs)
     if resume_from_checkpoint and engine is not None:
-        if resume_from_checkpoint is True:
-            resume_from_checkpoint = get_last_checkpoint(args.output_dir)
-            if resume_from_checkpoint is None:
-                raise FileNotFoundError(f"resume_from_checkpoint=True, but {args.output_dir} holds no checkpoint-N folder")
-        optimizer.restore_schedule(*read_schedule(resume_from_checkpoint))
+        optimizer.restore_schedule(*read_schedule(resolve_resume(args.output_dir, resume_from_checkpoint)))
     return optimizer
 
 
@@ -159,11 +156,18 @@ class BAdamCallback(TrainerCallback):
         if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
             follow_wrapping(self.model, self.block_optimizer)
 
-    def on_save(self, args, state, control, **kwargs):
+    def write_checkpoint_files(self, folder: Path, args, state) -> None:
+        """Add the block schedule to a checkpoint (badam.hf_checkpoint calls this before publishing it)."""
         # DeepSpeed's and FSDP2's checkpoints hold the active block's state only: a resumed run must
         # start on that block, which create_badam_optimizer reads back from here.
         if _restores_into_active_block(self.optimizer) and args.process_index == 0:
-            write_schedule(Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}", self.block_optimizer)
+            write_schedule(folder, self.block_optimizer)
+
+    def on_save(self, args, state, control, **kwargs):
+        # A plain Trainer (without ResumableTrainerMixin) has published the checkpoint already.
+        folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        if not (folder / SCHEDULE_FILE).is_file():
+            self.write_checkpoint_files(folder, args, state)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs is None or "loss" not in logs:
@@ -185,7 +189,7 @@ def badam_trainer_kwargs(
     """The optimizer and `callbacks` arguments that turn a Trainer into a BAdam trainer.
 
     `resume_from_checkpoint`: under ZeRO-3 or FSDP2, the checkpoint that `trainer.train` will resume
-    from (True: the newest in args.output_dir, as for `trainer.train`).
+    from (True or "last": the newest complete one in args.output_dir).
     """
     optimizer = create_badam_optimizer(model, args, resume_from_checkpoint, **block_kwargs)
     callbacks = [BAdamCallback(optimizer, model)]

@@ -40,6 +40,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .checkpoint import atomic_write_json, atomic_write_text, staged
+
 if TYPE_CHECKING:
     from .block import BlockOptimizer
 
@@ -152,24 +154,25 @@ def _resolve_tag(save_dir: Path, tag: str | None) -> str:
 def save_checkpoint(engine: Any, optimizer: BlockOptimizer, save_dir: str | os.PathLike, tag: str | None = None) -> str:
     """`engine.save_checkpoint`, plus the block schedule that `load_checkpoint` restores first.
 
-    The schedule is written first: DeepSpeed points `latest` at the tag only once its own save is
-    complete, so an interrupted save leaves `latest` on the previous, whole checkpoint.
+    Both go into a staging folder that becomes `save_dir/tag` only once complete (badam.checkpoint);
+    `latest` is pointed at the tag after that, so a kill at any moment leaves every visible tag whole.
     """
     catch_up(engine, optimizer)
     tag = tag or f"global_step{engine.global_steps}"
+    with staged(Path(save_dir) / tag) as folder:
+        if torch.distributed.get_rank() == 0:
+            write_schedule(folder, optimizer)
+        torch.distributed.barrier()
+        engine.save_checkpoint(str(folder.parent), tag=folder.name, save_latest=False)
     if torch.distributed.get_rank() == 0:
-        write_schedule(Path(save_dir) / tag, optimizer)
+        atomic_write_text(Path(save_dir) / "latest", tag)
     torch.distributed.barrier()
-    engine.save_checkpoint(str(save_dir), tag=tag)
     return tag
 
 
 def write_schedule(folder: Path, optimizer: BlockOptimizer) -> None:
     """Write the block schedule a resumed ZeRO-3 or FSDP2 run must start from into `folder`, atomically."""
-    folder.mkdir(parents=True, exist_ok=True)
-    partial = folder / (SCHEDULE_FILE + ".tmp")
-    partial.write_text(json.dumps({"schedule": optimizer.schedule.state_dict(), "active_block": optimizer.active_block}))
-    os.replace(partial, folder / SCHEDULE_FILE)
+    atomic_write_json(folder / SCHEDULE_FILE, {"schedule": optimizer.schedule.state_dict(), "active_block": optimizer.active_block})
 
 
 def read_schedule(folder: str | os.PathLike) -> tuple[dict[str, Any], int]:
