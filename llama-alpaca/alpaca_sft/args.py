@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
@@ -58,6 +59,7 @@ class FinetuningArguments:
     galore_rank: int = field(default=128, metadata={"help": "galore: projection rank"})
     galore_update_interval: int = field(default=200, metadata={"help": "galore: steps between projection updates"})
     galore_scale: float = field(default=0.25, metadata={"help": "galore: update scale"})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "replace the run already in --output_dir (its checkpoints are deleted)"})
     plot_loss: bool = field(default=False, metadata={"help": "write training_loss.png (train and eval loss)"})
     memory_sample_steps: int = field(default=2, metadata={"help": "CPU: steps whose peak memory is traced (slow)"})
 
@@ -74,8 +76,17 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
 
 
 def read_yaml(path: str) -> dict:
-    with open(path, encoding="utf-8") as f:
-        config = yaml.safe_load(f) or {}
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = yaml.safe_load(f) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}" if mark is not None else path
+        raise ValueError(f"{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not UTF-8 text (byte {exc.start})") from exc
     if not isinstance(config, dict):
         raise ValueError(f"{path}: expected a mapping of argument names to values")
     return config
@@ -109,9 +120,3 @@ def check(data_args: DataArguments, ft_args: FinetuningArguments) -> None:
         raise ValueError(f"max_samples must be positive, got {data_args.max_samples}")
     if ft_args.bread_mode not in ("all", "partial"):
         raise ValueError(f"bread_mode must be all or partial, got {ft_args.bread_mode!r}")
-
-
-def resume_target(args: TrainingArguments) -> str | bool | None:
-    """--resume_from_checkpoint as trainer.train takes it: a path, or True for the newest ("last")."""
-    resume = args.resume_from_checkpoint
-    return True if resume in ("last", "true", "True") else resume

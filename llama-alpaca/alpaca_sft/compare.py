@@ -14,8 +14,10 @@ import logging
 import sys
 from pathlib import Path
 
+from badam.checkpoint import atomic_write_text
+
 from .args import read_yaml, to_flags
-from .atomic import atomic_write_text
+from .cli import run_cli
 from .report import memory_time_table, plot_losses
 from .train import train
 
@@ -44,14 +46,9 @@ def compare(config_path: str, extra: list[str]) -> str:
 
 
 def main() -> None:
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     if len(sys.argv) < 2 or not sys.argv[1].endswith((".yaml", ".yml")):
         sys.exit(__doc__)
-    try:
-        table = compare(sys.argv[1], sys.argv[2:])
-    except (ValueError, FileNotFoundError, ImportError) as exc:
-        sys.exit(f"error: {exc}")
-    print(table)
+    print(run_cli(lambda: compare(sys.argv[1], sys.argv[2:])))
 
 
 if __name__ == "__main__":

@@ -74,7 +74,12 @@ def _check_record(record: Any, where: str) -> dict[str, Any]:
 
 def read_file(path: Path) -> list[dict[str, Any]]:
     """Records of a .json or .jsonl file; a malformed one raises naming the file and record number (1-based)."""
-    text = path.read_text(encoding="utf-8")
+    if path.suffix not in (".json", ".jsonl"):
+        raise DataError(f"{path}: expected a .json or .jsonl file in Alpaca format, not {path.suffix or 'no extension'}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from exc
     if path.suffix == ".jsonl":
         records = []
         for line_no, line in enumerate(text.splitlines(), 1):
@@ -85,8 +90,6 @@ def read_file(path: Path) -> list[dict[str, Any]]:
             except json.JSONDecodeError as exc:
                 raise DataError(f"{path}: record {len(records) + 1} (line {line_no}) is not valid JSON: {exc}") from exc
         return records
-    if path.suffix != ".json":
-        raise DataError(f"{path}: expected a .json or .jsonl file in Alpaca format")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -99,7 +102,11 @@ def read_file(path: Path) -> list[dict[str, Any]]:
 def _read_hub(name: str) -> list[dict[str, Any]]:
     import datasets
 
-    rows = datasets.load_dataset(name, split="train")
+    try:
+        rows = datasets.load_dataset(name, split="train")
+    except OSError as exc:  # offline: a connection error; no such dataset: DatasetNotFoundError
+        raise DataError(f"dataset {name!r} is not a local file and could not be loaded from the hub (no network, "
+                        f"or no such dataset): pass a local .json/.jsonl file ({exc.__class__.__name__})") from exc
     return [_check_record(r, f"hub dataset {name}: record {i}") for i, r in enumerate(rows, 1)]
 
 
@@ -113,7 +120,7 @@ def load_records(dataset: str) -> list[dict[str, Any]]:
             if local is None and spec.hub is None:
                 raise DataError(f"dataset {name!r} needs one of {', '.join(map(str, spec.files))}, and none exists")
             records += read_file(local) if local is not None else _read_hub(spec.hub)
-        elif Path(name).suffix in (".json", ".jsonl"):
+        elif Path(name).is_file() or Path(name).suffix in (".json", ".jsonl"):
             if not Path(name).is_file():
                 raise DataError(f"dataset file {name} does not exist")
             records += read_file(Path(name))

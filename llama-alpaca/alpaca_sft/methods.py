@@ -24,9 +24,9 @@ from collections.abc import Callable
 from typing import Any
 
 from torch import nn
-from transformers import Trainer, TrainingArguments
+from transformers import TrainingArguments
 
-from .args import FinetuningArguments, resume_target
+from .args import FinetuningArguments
 
 logger = logging.getLogger(__name__)
 
@@ -36,13 +36,24 @@ def _block_kwargs(ft: FinetuningArguments) -> dict[str, Any]:
                 include_embedding=ft.include_embedding, include_lm_head=ft.include_lm_head)
 
 
-def _with_lora(model: nn.Module, ft: FinetuningArguments) -> nn.Module:
-    from peft import LoraConfig, get_peft_model
+def _lora_config(ft: FinetuningArguments):
+    from peft import LoraConfig
 
     target = ft.lora_target if ft.lora_target == "all-linear" else [t.strip() for t in ft.lora_target.split(",")]
-    config = LoraConfig(task_type="CAUSAL_LM", r=ft.lora_rank, lora_alpha=ft.lora_alpha or 2 * ft.lora_rank,
-                        lora_dropout=ft.lora_dropout, target_modules=target)
-    return get_peft_model(model, config)
+    return LoraConfig(task_type="CAUSAL_LM", r=ft.lora_rank, lora_alpha=ft.lora_alpha or 2 * ft.lora_rank,
+                      lora_dropout=ft.lora_dropout, target_modules=target)
+
+
+def merge_lora(model: nn.Module) -> nn.Module:
+    """Fold BREAD's LoRA corrections into the base weights and drop the adapters: a plain model to save."""
+    from peft.tuners.lora import LoraLayer
+
+    for name, module in list(model.named_modules()):
+        if isinstance(module, LoraLayer):
+            module.merge()
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent), child, module.get_base_layer())
+    return model
 
 
 def _no_clipping(args: TrainingArguments, why: str) -> None:
@@ -65,8 +76,8 @@ def _adam_mini(model: nn.Module, args: TrainingArguments):
 def block(model, ft, args):
     from badam.hf import badam_trainer_kwargs
 
-    # Under DeepSpeed ZeRO-3 a resumed run must start on the checkpoint's block.
-    return model, badam_trainer_kwargs(model, args, resume_target(args), **_block_kwargs(ft))
+    # Under DeepSpeed ZeRO-3 a resumed run must start on the checkpoint's block (train.py resolved `last`).
+    return model, badam_trainer_kwargs(model, args, args.resume_from_checkpoint, **_block_kwargs(ft))
 
 
 def full(model, ft, args):
@@ -74,7 +85,9 @@ def full(model, ft, args):
 
 
 def lora(model, ft, args):
-    return _with_lora(model, ft), {}
+    from peft import get_peft_model
+
+    return get_peft_model(model, _lora_config(ft)), {}
 
 
 def sparse(model, ft, args):
@@ -89,16 +102,16 @@ def sparse(model, ft, args):
 
 
 def bread_lora(model, ft, args):
-    from badam import BlockOptimizer
-    from badam.hf import BAdamCallback
+    from peft import inject_adapter_in_model
 
-    model = _with_lora(model, ft)
-    # The blocks hold the base weights, which PEFT froze: the base optimizer covers every parameter.
-    optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
-    base = optimizer_cls(model.parameters(), **optimizer_kwargs)
-    optimizer = BlockOptimizer(base, list(model.named_parameters()), lora_mode=ft.bread_mode, seed=args.seed,
-                               **_block_kwargs(ft))
-    return model, {"optimizers": (optimizer, None), "callbacks": [BAdamCallback(optimizer, model)]}
+    from badam.hf import badam_trainer_kwargs
+
+    # Adapters injected into the model itself, not a PeftModel: the Trainer then saves, and resumes,
+    # every weight, the base weights BREAD trains block by block as well as the adapters.
+    model = inject_adapter_in_model(_lora_config(ft), model)
+    # The blocks hold the base weights, which PEFT froze: the base optimizer must cover them too.
+    model.requires_grad_(True)
+    return model, badam_trainer_kwargs(model, args, args.resume_from_checkpoint, lora_mode=ft.bread_mode, **_block_kwargs(ft))
 
 
 def bread_sgd(model, ft, args):
@@ -137,6 +150,12 @@ def lomo(model, ft, args):
 
 def galore(model, ft, args):
     _require("galore_torch", "galore-torch", "galore")
+    import torch
+    from galore_torch.galore_projector import GaLoreProjector
+
+    # The Trainer loads optimizer.pt with weights_only=True; GaLore keeps a projector object per
+    # tensor in its state, which must be allowed for the run to resume.
+    torch.serialization.add_safe_globals([GaLoreProjector])
     args.optim = "galore_adamw"
     args.optim_target_modules = [r".*\.(self_attn|mlp)\..*"]
     args.optim_args = f"rank={ft.galore_rank},update_proj_gap={ft.galore_update_interval},scale={ft.galore_scale}"

@@ -55,6 +55,15 @@ def demo_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
     return tokenizer
 
 
+def _check_local_or_hub(name_or_path: str) -> None:
+    """A model path meant to be local (a hub id is `org/name`) must be a saved model directory."""
+    path = Path(name_or_path).expanduser()
+    if not path.exists() and (name_or_path.startswith(("/", ".", "~")) or name_or_path.count("/") > 1):
+        raise FileNotFoundError(f"model directory {name_or_path} does not exist")
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{name_or_path} holds no config.json: pass a model directory saved by save_pretrained")
+
+
 def load_model_and_tokenizer(name_or_path: str, dtype: torch.dtype, seed: int = 42):
     """(model, tokenizer); the tokenizer always has a pad token (the EOS when it has none of its own)."""
     if name_or_path.endswith(".json"):
@@ -68,8 +77,14 @@ def load_model_and_tokenizer(name_or_path: str, dtype: torch.dtype, seed: int = 
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     else:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype)
+        _check_local_or_hub(name_or_path)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+            model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype)
+        except OSError as exc:  # what transformers raises for a hub id it cannot reach or find
+            raise FileNotFoundError(
+                f"model {name_or_path!r} was not found locally and could not be downloaded (no network, or no such "
+                f"hub model): pass a local model directory ({str(exc).splitlines()[0]})") from exc
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 import torch
 from transformers import Trainer, TrainerCallback
 
+from badam.hf_checkpoint import ResumableTrainerMixin
+
 
 class StepTimer:
     """Seconds per phase of the current optimizer step, and the finished steps' splits."""
@@ -83,7 +85,9 @@ class _TimerCallback(TrainerCallback):
             state.log_history[-1]["tokens_per_second"] = logs["tokens_per_second"]
 
 
-class SFTTrainer(Trainer):
+class SFTTrainer(ResumableTrainerMixin, Trainer):
+    """The Trainer with the step timer, atomic checkpoints and a checkpoint on SIGTERM/SIGINT (badam.hf_checkpoint)."""
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.timer = StepTimer(self.args.device)

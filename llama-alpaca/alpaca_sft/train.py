@@ -4,9 +4,11 @@
     PYTHONPATH=llama-alpaca python -m alpaca_sft.train --model_name_or_path meta-llama/Llama-2-7b-hf \
         --dataset alpaca_gpt4_en --finetuning_type block --output_dir outputs/run ...   # --help for all
 
-Writes to --output_dir: checkpoints (checkpoint-N/, resumable with --resume_from_checkpoint, "last"
-for the newest), the final model (or LoRA adapter), run_report.json (time and memory split, losses),
-and with --plot_loss training_loss.png. --report_to wandb logs to W&B (WANDB_MODE=offline works
+Writes to --output_dir: checkpoints (checkpoint-N/, published whole or not at all, resumable with
+--resume_from_checkpoint, "last" for the newest complete one), the final model (or LoRA adapter),
+run_report.json (time and memory split, losses), and with --plot_loss training_loss.png. A used
+--output_dir is refused unless the run resumes or --overwrite_output_dir is given; SIGTERM/Ctrl-C
+checkpoints and exits 128 + signal; expected errors are one line and exit 2 (alpaca_sft.cli). --report_to wandb logs to W&B (WANDB_MODE=offline works
 without network or account; `wandb sync` the run directory later).
 """
 
@@ -15,7 +17,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,13 +24,17 @@ from typing import Any
 import torch
 from transformers import set_seed
 
-from .args import PURE_BF16_TYPES, parse_args, resume_target
+from badam.checkpoint import atomic_write_json
+from badam.hf_checkpoint import resolve_resume
+
+from .args import PURE_BF16_TYPES, parse_args
+from .cli import run_cli
 from .data import Collator, load_splits
-from .atomic import atomic_write_json
 from .memory import MemoryCallback
-from .methods import prepare
+from .methods import merge_lora, prepare
 from .model import load_model_and_tokenizer
 from .report import plot_losses
+from .run_dir import RunIdentity, check_resumable, prepare_output_dir, run_identity
 from .timing import SFTTrainer
 
 logger = logging.getLogger("alpaca_sft")
@@ -40,6 +45,9 @@ def train(argv: list[str] | None = None) -> dict[str, Any]:
     model_args, data_args, ft, args = parse_args(argv)
     if args.eval_strategy != "no" and not data_args.val_size:
         raise ValueError(f"eval_strategy={args.eval_strategy.value}: evaluation needs a validation split, set --val_size")
+    # From here on the resume target is a checked folder: "last" is the newest complete checkpoint.
+    args.resume_from_checkpoint = resolve_resume(args.output_dir, args.resume_from_checkpoint)
+    prepare_output_dir(Path(args.output_dir), args.resume_from_checkpoint is not None, ft.overwrite_output_dir)
     os.environ.setdefault("WANDB_PROJECT", "badam-alpaca")
     set_seed(args.seed)
     if args.deepspeed:
@@ -55,12 +63,18 @@ def train(argv: list[str] | None = None) -> dict[str, Any]:
     logger.info("%d training and %d validation examples", len(train_set), len(val_set))
     model, kwargs = prepare(model, ft, args)
     memory = MemoryCallback(ft.memory_sample_steps)
-    kwargs["callbacks"] = [*kwargs.get("callbacks", []), memory]
+    identity = run_identity(model_args.model_name_or_path, ft, model, (kwargs.get("optimizers") or [None])[0])
+    if args.resume_from_checkpoint:
+        check_resumable(args.resume_from_checkpoint, identity)
+    kwargs["callbacks"] = [*kwargs.get("callbacks", []), memory, RunIdentity(identity)]
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=val_set or None,
-                         data_collator=Collator(tokenizer.pad_token_id), processing_class=tokenizer, **kwargs)
+                         data_collator=Collator(tokenizer.pad_token_id), processing_class=tokenizer,
+                         resume_hint="the same command and --resume_from_checkpoint last", **kwargs)
     start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=resume_target(args))
+    result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     seconds = time.perf_counter() - start
+    if ft.finetuning_type == "bread_lora":
+        merge_lora(model)  # the final model is the base weights with BREAD's corrections folded in
     trainer.save_model()
     trainer.save_state()
 
@@ -119,11 +133,7 @@ def _trainable(optimizer: torch.optim.Optimizer) -> int:
 
 
 def main() -> None:
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    try:
-        train()
-    except (ValueError, FileNotFoundError, ImportError) as exc:
-        sys.exit(f"error: {exc}")
+    run_cli(train)
 
 
 if __name__ == "__main__":
