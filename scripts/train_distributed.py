@@ -11,8 +11,11 @@ One process per device, started by any launcher (scripts/launch.sh wraps them):
 --data is "random" (seeded random tokens) or an Alpaca-format .json/.jsonl file (instruction, input,
 output), formatted with the Alpaca prompt, loss on every token; llama-alpaca/ is the full SFT recipe
 with prompt masking, templates and the Trainer. Every rank takes its share of each global batch.
-Checkpoints (--save_every) go to --output_dir/step-N through each engine's sharded format, and
---resume continues from the newest one exactly.
+Checkpoints (--save_every) go to --output_dir/step-N through each engine's sharded format, each
+staged and renamed into place whole (badam.checkpoint), and --resume continues from the newest one
+exactly. SIGTERM or Ctrl-C finishes the step, writes a checkpoint and exits with 128 + the signal;
+an expected error (a missing model, bad data) is one line from rank 0 and exit 2 (BADAM_DEBUG=1: the
+traceback).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,7 +33,9 @@ from tqdm import tqdm
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from badam import BlockOptimizer, truncate_backward
+from badam.checkpoint import atomic_write_text, staged
 from badam.distributed import follow_block_switches, leave
+from badam.preemption import Preempted, StopRequest
 
 ENGINES = ("ddp", "fsdp2", "zero3")
 ALPACA_PROMPT = "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
@@ -74,8 +80,16 @@ def load_model(args: Args) -> torch.nn.Module:
     if args.model.endswith(".json"):
         torch.manual_seed(args.seed)
         model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(args.model), dtype=dtype)
-    else:
+    elif Path(args.model).exists() or args.model.startswith(("/", ".", "~")) or args.model.count("/") > 1:
+        if not (Path(args.model).expanduser() / "config.json").is_file():
+            raise FileNotFoundError(f"--model {args.model}: no such model directory (a folder with config.json)")
         model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype)
+    else:
+        try:
+            model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype)
+        except OSError as exc:
+            raise FileNotFoundError(f"--model {args.model}: not found locally and could not be downloaded (no network, "
+                                    f"or no such hub model): pass a local model directory") from exc
     if args.gradient_checkpointing:
         model.activation_checkpointing_enable()
     return model
@@ -138,6 +152,7 @@ def wrap(model, optimizer_fn, args: Args, device: torch.device):
 
 
 def save(forward, model, optimizer, path: Path, args: Args) -> None:
+    """Write checkpoint `path` (step-N), whole or not at all (badam.checkpoint), then point `latest` at it."""
     if args.engine == "fsdp2":
         from badam.distributed import save_checkpoint
 
@@ -146,14 +161,13 @@ def save(forward, model, optimizer, path: Path, args: Args) -> None:
         from badam.zero3 import save_checkpoint
 
         save_checkpoint(forward, optimizer, path.parent, tag=path.name)
-    elif dist.get_rank() == 0:
-        path.mkdir(parents=True, exist_ok=True)
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, path / "state.pt.tmp")
-        os.replace(path / "state.pt.tmp", path / "state.pt")
+    else:
+        with staged(path) as folder:
+            if dist.get_rank() == 0:
+                torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, folder / "state.pt")
+    if dist.get_rank() == 0:
+        atomic_write_text(path.parent / "latest", path.name)
     dist.barrier()
-    if dist.get_rank() == 0:  # written last: a step-N folder without it is an interrupted save
-        (path.parent / "latest.tmp").write_text(path.name)
-        os.replace(path.parent / "latest.tmp", path.parent / "latest")
 
 
 def load(forward, model, optimizer, path: Path, args: Args) -> None:
@@ -171,10 +185,8 @@ def load(forward, model, optimizer, path: Path, args: Args) -> None:
         optimizer.load_state_dict(state["optimizer"])
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+def train(args: Args) -> None:
     cuda = torch.cuda.is_available()
-    dist.init_process_group("nccl" if cuda else "gloo")
     rank = dist.get_rank()
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if cuda else torch.device("cpu")
     if cuda:
@@ -199,32 +211,59 @@ def main(argv: list[str] | None = None) -> None:
         # One line per step as it happens; a resumed run drops what the interrupted one logged past its checkpoint.
         output.mkdir(parents=True, exist_ok=True)
         kept = [line for line in log_file.read_text().splitlines() if json.loads(line)["step"] <= first] if first else []
-        log_file.write_text("".join(line + "\n" for line in kept))
+        atomic_write_text(log_file, "".join(line + "\n" for line in kept))
     progress = tqdm(total=args.steps, initial=first, disable=rank != 0, desc=f"BAdam on {args.engine}")
-    for step, input_ids, labels in batches(args, model.config.vocab_size):
-        if step < first:
-            continue
-        loss = forward(input_ids=input_ids.to(device), labels=labels.to(device)).loss
-        block = optimizer.active_block  # after the forward: ZeRO-3 catches up with its switches there
-        if args.engine == "zero3":
-            forward.backward(loss)
-            forward.step()
-        else:
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        reduced = loss.detach().float().clone()
-        dist.all_reduce(reduced)
-        entry = {"step": step + 1, "loss": reduced.item() / dist.get_world_size(), "block": block}
-        if rank == 0:
-            with open(log_file, "a") as file:
-                file.write(json.dumps(entry) + "\n")
-        progress.update()
-        progress.set_postfix(loss=f"{entry['loss']:.4f}", block=block)
-        if (args.save_every and (step + 1) % args.save_every == 0) or step + 1 == args.steps:
-            save(forward, model, optimizer, output / f"step-{step + 1}", args)
+    with StopRequest() as stop:
+        for step, input_ids, labels in batches(args, model.config.vocab_size):
+            if step < first:
+                continue
+            train_step(forward, optimizer, input_ids, labels, device, args, step, log_file, progress)
+            due = (args.save_every and (step + 1) % args.save_every == 0) or step + 1 == args.steps
+            if due or stop.should_stop():
+                save(forward, model, optimizer, output / f"step-{step + 1}", args)
+            if stop.signum is not None:
+                raise Preempted(stop.signum, step + 1, str(output / f"step-{step + 1}"),
+                                "the same command and --resume true")
     progress.close()
-    leave()
+
+
+def train_step(forward, optimizer, input_ids, labels, device, args: Args, step: int, log_file: Path, progress) -> None:
+    """One optimizer step; rank 0 appends its loss to the log as it happens."""
+    loss = forward(input_ids=input_ids.to(device), labels=labels.to(device)).loss
+    block = optimizer.active_block  # after the forward: ZeRO-3 catches up with its switches there
+    if args.engine == "zero3":
+        forward.backward(loss)
+        forward.step()
+    else:
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    reduced = loss.detach().float().clone()
+    dist.all_reduce(reduced)
+    entry = {"step": step + 1, "loss": reduced.item() / dist.get_world_size(), "block": block}
+    if dist.get_rank() == 0:
+        with open(log_file, "a") as file:
+            file.write(json.dumps(entry) + "\n")
+    progress.update()
+    progress.set_postfix(loss=f"{entry['loss']:.4f}", block=block)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Every rank runs this; expected errors and preemption end every rank with one line from rank 0."""
+    args = parse_args(argv)
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    code = 0
+    try:
+        train(args)
+    except Preempted as exc:
+        message, code = f"stopped: {exc}", exc.exit_code
+    except (ValueError, OSError) as exc:
+        if os.environ.get("BADAM_DEBUG", "") not in ("", "0"):
+            raise
+        message, code = f"error: {exc} (BADAM_DEBUG=1 shows the traceback)", 2
+    if code and dist.get_rank() == 0:
+        print(message, file=sys.stderr)
+    leave(code)
 
 
 if __name__ == "__main__":

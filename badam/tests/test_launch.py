@@ -75,3 +75,38 @@ def test_trainer_recipe_on_fsdp2_reaches_badam_through_accelerate(tmp_path):
     assert "FSDP is configured, but the Trainer started training on a model that FSDP2 has not sharded" in result.stderr
     refused = run_launch("fsdp2", *recipe(tmp_path / "sft"), launcher="deepspeed")
     assert refused.returncode == 2 and "fsdp2 runs under accelerate" in refused.stderr
+
+
+def test_plain_loop_checkpoints_on_sigterm_and_resumes_exactly(tmp_path):
+    """torchrun forwards SIGTERM to both ranks: they finish the step, save step-N, exit 143; --resume continues."""
+    import os
+    import signal
+    import time
+
+    steps = ["--steps", "40", "--save_every", "0"]
+    launch("loop-ddp", *LOOP, *steps, "--output_dir", str(tmp_path / "straight"))
+    run = tmp_path / "resumed"
+    env = {**ENV, "GPUS_PER_NODE": "2", "MASTER_PORT": str(free_port()), "PYTHON": sys.executable, "LAUNCHER": "torchrun"}
+    job = subprocess.Popen(["bash", str(ROOT / "scripts" / "launch.sh"), "loop-ddp", *LOOP, *steps, "--output_dir", str(run)],
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not ((run / "loss.jsonl").is_file() and len((run / "loss.jsonl").read_text().splitlines()) >= 2):
+        assert job.poll() is None and time.monotonic() < deadline, "the run ended before it could be signalled"
+        time.sleep(0.2)
+    os.killpg(job.pid, signal.SIGTERM)
+    _, stderr = job.communicate(timeout=300)
+    stopped = int((run / "latest").read_text().removeprefix("step-"))
+    assert 2 <= stopped < 40 and f"stopped: stopped by SIGTERM after step {stopped}" in stderr, stderr[-3000:]
+    assert [e["step"] for e in losses(run)] == list(range(1, stopped + 1))
+    launch("loop-ddp", *LOOP, *steps, "--resume", "true", "--output_dir", str(run))
+    assert losses(run) == losses(tmp_path / "straight")
+
+
+def test_plain_loop_errors_are_one_line(tmp_path):
+    env = {**ENV, "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_distributed.py"), "--engine", "ddp",
+                          "--model", str(tmp_path / "no-such-model"), "--output_dir", str(tmp_path / "out")],
+                         env=env, capture_output=True, text=True, timeout=300)
+    lines = [line for line in run.stderr.splitlines() if line.startswith("error: ")]
+    assert run.returncode == 2 and len(lines) == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert lines[0].startswith(f"error: --model {tmp_path / 'no-such-model'}: no such model directory")
