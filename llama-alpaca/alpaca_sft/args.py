@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
-from .templates import TEMPLATES
+from .templates import TEMPLATES, TRUNCATIONS
 
 FINETUNING_TYPES = ("block", "full", "lora", "sparse", "bread_lora", "bread_sgd", "adam_mini", "block_adam_mini",
                     "lomo", "galore")
@@ -36,6 +36,7 @@ class DataArguments:
     dataset: str = field(default="demo", metadata={"help": "registered name, .json/.jsonl file or hub id; comma-separated"})
     template: str = field(default="default", metadata={"help": f"chat template: {', '.join(TEMPLATES)}"})
     cutoff_len: int = field(default=1024, metadata={"help": "max tokens per example (prompt + answer)"})
+    truncation: str = field(default="tail", metadata={"help": "tail: keep the first cutoff_len tokens; proportional: LLaMA-Factory 0.9.5's prompt/answer split"})
     val_size: float = field(default=0.0, metadata={"help": "validation records: a fraction if < 1, else a count"})
     max_samples: int | None = field(default=None, metadata={"help": "use only the first N records"})
 
@@ -114,6 +115,8 @@ def check(data_args: DataArguments, ft_args: FinetuningArguments) -> None:
         raise ValueError(f"unknown finetuning_type {ft_args.finetuning_type!r}: use one of {', '.join(FINETUNING_TYPES)}")
     if data_args.template not in TEMPLATES:
         raise ValueError(f"unknown template {data_args.template!r}: use one of {', '.join(TEMPLATES)}")
+    if data_args.truncation not in TRUNCATIONS:
+        raise ValueError(f"unknown truncation {data_args.truncation!r}: use one of {', '.join(TRUNCATIONS)}")
     if data_args.cutoff_len < 2:
         raise ValueError(f"cutoff_len must be at least 2, got {data_args.cutoff_len}")
     if data_args.max_samples is not None and data_args.max_samples < 1:

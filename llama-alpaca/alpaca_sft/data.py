@@ -134,8 +134,8 @@ def load_records(dataset: str) -> list[dict[str, Any]]:
     return records
 
 
-def turns_of(record: dict[str, Any]) -> list[tuple[str, str]]:
-    query = record["instruction"] + (f"\n\n{record['input']}" if record.get("input") else "")
+def turns_of(record: dict[str, Any], input_separator: str = "\n\n") -> list[tuple[str, str]]:
+    query = record["instruction"] + (f"{input_separator}{record['input']}" if record.get("input") else "")
     return [*(tuple(t) for t in record.get("history") or []), (query, record["output"])]
 
 
@@ -151,14 +151,15 @@ def split(records: list, val_size: float, seed: int) -> tuple[list, list]:
 
 
 def tokenize(records: list[tuple[int, dict[str, Any]]], tokenizer: PreTrainedTokenizerBase, template_name: str,
-             cutoff_len: int, desc: str = "tokenize") -> list[dict[str, list[int]]]:
+             cutoff_len: int, desc: str = "tokenize", truncation: str = "tail") -> list[dict[str, list[int]]]:
     """Examples with masked prompts from (record number, record) pairs; records whose prompt leaves
     no room for an answer are dropped, with a warning naming the first."""
     template = get_template(template_name)
     examples, dropped, longest_prompt = [], [], 0
     for i, record in tqdm(records, desc=desc, leave=False):
-        encoded = encode_conversation(tokenizer, template, turns_of(record), record.get("system") or None)
-        example = build_example(encoded, cutoff_len)
+        turns = turns_of(record, template.input_separator)
+        encoded = encode_conversation(tokenizer, template, turns, record.get("system") or None)
+        example = build_example(encoded, cutoff_len, truncation)
         if example is None:
             dropped.append(i)
             longest_prompt = max(longest_prompt, len(encoded[0][0]))
@@ -174,13 +175,14 @@ def tokenize(records: list[tuple[int, dict[str, Any]]], tokenizer: PreTrainedTok
 
 
 def load_splits(dataset: str, tokenizer: PreTrainedTokenizerBase, template: str, cutoff_len: int,
-                val_size: float = 0.0, max_samples: int | None = None, seed: int = 42) -> tuple[list, list]:
+                val_size: float = 0.0, max_samples: int | None = None, seed: int = 42,
+                truncation: str = "tail") -> tuple[list, list]:
     """Tokenized (train, val) examples: the first max_samples records, then the val split."""
     get_template(template)  # an unknown template fails before any reading
     records = list(enumerate(load_records(dataset)[:max_samples], 1))
     train, val = split(records, val_size, seed) if val_size else (records, [])
-    return (tokenize(train, tokenizer, template, cutoff_len, "train"),
-            tokenize(val, tokenizer, template, cutoff_len, "val") if val else [])
+    return (tokenize(train, tokenizer, template, cutoff_len, "train", truncation),
+            tokenize(val, tokenizer, template, cutoff_len, "val", truncation) if val else [])
 
 
 class Collator:

@@ -40,11 +40,12 @@ def train_tokenizer(vocab_size: int, texts: list[str]) -> PreTrainedTokenizerFas
 def demo_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
     """The tokenizer of config-built models, trained on the demo data in every template's format; cached."""
     data = DATASETS["demo"].files[0]
-    key = hashlib.sha256(data.read_bytes() + str(vocab_size).encode()).hexdigest()[:12]
+    texts = [render(t, turns_of(r), "<s>", "</s>") for r in read_file(data) for t in TEMPLATES.values()]
+    # Keyed by what it is trained on, so a template added later cannot reuse a stale cached tokenizer.
+    key = hashlib.sha256("\0".join(texts).encode() + str(vocab_size).encode()).hexdigest()[:12]
     path = CACHE / f"tokenizer-{key}"
     if (path / "tokenizer.json").is_file():
         return PreTrainedTokenizerFast.from_pretrained(path)
-    texts = [render(t, turns_of(r), "<s>", "</s>") for r in read_file(data) for t in TEMPLATES.values()]
     tokenizer = train_tokenizer(vocab_size, texts)
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     tokenizer.save_pretrained(tmp)

@@ -2,13 +2,16 @@
 
 Each message is tokenized on its own and the ids concatenated (as LLaMA-Factory does), so the
 boundary between a prompt and its answer is exact: prompt tokens get label -100, answer tokens are
-learnt. The strings equal those of `mt-bench/mt_bench/templates.py`, the format the model is asked
-in at evaluation time (a test checks it):
+learnt. The first four templates' strings equal those of `mt-bench/mt_bench/templates.py`, the
+format the model is asked in at evaluation time (a test checks it); the last reproduces a
+LLaMA-Factory 0.9.5 run token for token:
 
     default  "{system}\\n" "Human: {q1}\\nAssistant:" a1 </s> | "\\n" "Human: {q2}\\nAssistant:" a2 </s>
     alpaca   "{system}\\n\\n" "### Instruction:\\n{q1}\\n\\n### Response:\\n" a1 </s> | "\\n\\n" ...
     llama2   "[INST] <<SYS>>\\n{system}\\n<</SYS>>\\n\\n{q1} [/INST]" " a1 </s>" | "<s>" "[INST] {q2} [/INST]" ...
     llama3   "<|start_header_id|>user<|end_header_id|>\\n\\n{q1}<|eot_id|><|start_header_id|>assistant..." a1 "<|eot_id|>"
+    llamafactory_default  "System: {system}</s>\\n" "Human: {q1}</s>\\nAssistant:" a1 "</s>\\n" | "Human: {q2}..."
+                          (LLaMA-Factory 0.9.5's `default`: no BOS; instruction and input joined by "\\n")
 
 "|" marks the separator, which belongs to the next (masked) prompt. The tokenizer's own leading
 special tokens (Llama's BOS) start the first prompt, as they do when mt-bench tokenizes a prompt.
@@ -29,10 +32,12 @@ class Template:
     """A chat format; {eos}/{bos} stand for the tokenizer's special tokens, inserted as ids."""
 
     system: str         # default system message, "" for none
-    system_format: str  # how a non-empty system message is written into the first prompt
+    system_format: str  # how a non-empty system message is written into the first prompt ({system})
     user: str           # one user turn up to where the answer starts: {system} (first turn), {query}
     answer: str         # what the model learns to write: {answer} and the end-of-answer marker
     separator: str      # between an answer and the next user turn (masked, part of the next prompt)
+    bos_prefix: bool = True     # the tokenizer's leading special tokens (Llama's BOS) start the first prompt
+    input_separator: str = "\n\n"  # between a record's instruction and its input
 
 
 TEMPLATES: dict[str, Template] = {
@@ -66,9 +71,21 @@ TEMPLATES: dict[str, Template] = {
         answer="{answer}<|eot_id|>",
         separator="",
     ),
+    # LLaMA-Factory 0.9.5's `default` (the paper used 0.8-0.9.0's, above): EOS after each query, a
+    # trained "\n" after each answer, no BOS, and instruction and input joined by one "\n".
+    "llamafactory_default": Template(
+        system="",
+        system_format="System: {system}{eos}\n{cut}",
+        user="{system}Human: {query}{eos}\nAssistant:",
+        answer="{answer}{eos}\n",
+        separator="",
+        bos_prefix=False,
+        input_separator="\n",
+    ),
 }
 
-_MARKER = re.compile(r"(\{eos\}|\{bos\})")
+# {eos}/{bos}: the special token; {cut}: a boundary between separately tokenized strings, no token.
+_MARKER = re.compile(r"(\{eos\}|\{bos\}|\{cut\})")
 
 
 class Special(str):
@@ -91,7 +108,7 @@ def _fill(fmt: str, **fields: str) -> Chunks:
     for part in _MARKER.split(fmt):
         if part in ("{eos}", "{bos}"):
             out.append(EOS if part == "{eos}" else BOS)
-        elif part:
+        elif part and part != "{cut}":
             out.append(part.format(**fields))
     return out
 
@@ -99,11 +116,12 @@ def _fill(fmt: str, **fields: str) -> Chunks:
 def pieces(template: Template, turns: list[tuple[str, str]], system: str | None = None) -> list[tuple[Chunks, Chunks]]:
     """(prompt, answer) chunks per turn."""
     system = template.system if system is None else system
-    sys_text = template.system_format.format(system=system) if system else ""
     out = []
     for i, (query, answer) in enumerate(turns):
-        prompt = (template.separator if i else "") + template.user
-        out.append((_fill(prompt, system=sys_text if i == 0 else "", query=query), _fill(template.answer, answer=answer)))
+        # The system format goes into the first prompt's format, so that its markers count as markers.
+        prompt = (template.separator if i else "") + template.user.replace(
+            "{system}", template.system_format if system and i == 0 else "")
+        out.append((_fill(prompt, system=system, query=query), _fill(template.answer, answer=answer)))
     return out
 
 
@@ -128,21 +146,48 @@ def encode_piece(tokenizer: PreTrainedTokenizerBase, piece: Chunks) -> list[int]
 def encode_conversation(
     tokenizer: PreTrainedTokenizerBase, template: Template, turns: list[tuple[str, str]], system: str | None = None
 ) -> list[tuple[list[int], list[int]]]:
-    """Token ids of (prompt, answer) per turn; the first prompt starts with the tokenizer's prefix (BOS)."""
-    prefix = tokenizer("", add_special_tokens=True)["input_ids"]
+    """Token ids of (prompt, answer) per turn; the first prompt starts with the tokenizer's prefix (BOS)
+    unless the template has none."""
+    prefix = tokenizer("", add_special_tokens=True)["input_ids"] if template.bos_prefix else []
     encoded = [(encode_piece(tokenizer, p), encode_piece(tokenizer, a)) for p, a in pieces(template, turns, system)]
     encoded[0] = (prefix + encoded[0][0], encoded[0][1])
     return encoded
 
 
-def build_example(encoded: list[tuple[list[int], list[int]]], cutoff_len: int) -> dict[str, list[int]] | None:
-    """input_ids and labels (prompts masked), cut at `cutoff_len`; None if no answer token fits."""
+TRUNCATIONS = ("tail", "proportional")
+
+
+def build_example(encoded: list[tuple[list[int], list[int]]], cutoff_len: int,
+                  truncation: str = "tail") -> dict[str, list[int]] | None:
+    """input_ids and labels (prompts masked) within `cutoff_len`; None if no answer token fits.
+
+    `tail` keeps the first cutoff_len tokens. `proportional` is LLaMA-Factory 0.9.5's rule: turn by
+    turn, the room left is shared between prompt and answer (`infer_seqlen`), each cut at its end.
+    """
     input_ids: list[int] = []
     labels: list[int] = []
     for prompt, answer in encoded:
+        if truncation == "proportional":
+            if len(input_ids) >= cutoff_len:
+                break
+            prompt_len, answer_len = infer_seqlen(len(prompt), len(answer), cutoff_len - len(input_ids))
+            prompt, answer = prompt[:prompt_len], answer[:answer_len]
         input_ids += prompt + answer
         labels += [IGNORE_INDEX] * len(prompt) + answer
     input_ids, labels = input_ids[:cutoff_len], labels[:cutoff_len]
     if all(label == IGNORE_INDEX for label in labels):
         return None
     return {"input_ids": input_ids, "labels": labels}
+
+
+def infer_seqlen(prompt_len: int, answer_len: int, room: int) -> tuple[int, int]:
+    """(prompt, answer) lengths kept in `room` tokens: a short answer is kept whole, else a short
+    prompt, else both in proportion to their lengths (LLaMA-Factory's rule)."""
+    if answer_len * 2 < room:
+        max_answer = room
+    elif prompt_len * 2 < room:
+        max_answer = room - prompt_len
+    else:
+        max_answer = int(room * (answer_len / (prompt_len + answer_len)))
+    answer_len = min(max_answer, answer_len)
+    return min(max(room - answer_len, 0), prompt_len), answer_len

@@ -59,7 +59,7 @@ def train(argv: list[str] | None = None) -> dict[str, Any]:
     dtype = torch.bfloat16 if args.bf16 and ft.finetuning_type in PURE_BF16_TYPES else torch.float32
     model, tokenizer = load_model_and_tokenizer(model_args.model_name_or_path, dtype, args.seed)
     train_set, val_set = load_splits(data_args.dataset, tokenizer, data_args.template, data_args.cutoff_len,
-                                     data_args.val_size, data_args.max_samples, args.seed)
+                                     data_args.val_size, data_args.max_samples, args.seed, data_args.truncation)
     logger.info("%d training and %d validation examples", len(train_set), len(val_set))
     model, kwargs = prepare(model, ft, args)
     memory = MemoryCallback(ft.memory_sample_steps)

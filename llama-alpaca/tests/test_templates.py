@@ -45,10 +45,59 @@ def test_ids_decode_to_the_rendered_string(tokenizer, name):
     # Content that looks like a marker ({eos}) stays text: the only special ids are the template's.
     example = build_example(encode_conversation(tokenizer, get_template(name), TURNS, system="Sys."), 10_000)
     text = render(get_template(name), TURNS, tokenizer.bos_token, tokenizer.eos_token, system="Sys.")
-    assert tokenizer.decode(example["input_ids"]) == tokenizer.bos_token + text
-    assert example["input_ids"].count(tokenizer.eos_token_id) == (0 if name == "llama3" else 2)
+    prefix = tokenizer.bos_token if get_template(name).bos_prefix else ""
+    assert tokenizer.decode(example["input_ids"]) == prefix + text
+    assert example["input_ids"].count(tokenizer.eos_token_id) == EOS_COUNT.get(name, 2)
     answers = [i for i, label in zip(example["input_ids"], example["labels"]) if label != IGNORE_INDEX]
     assert tokenizer.decode(answers).count("It is 4.") == 1 and "What is" not in tokenizer.decode(answers)
+
+
+EOS_COUNT = {"llama3": 0, "llamafactory_default": 5}  # the system message's, and one after each query and answer
+
+
+def test_llamafactory_default_template_token_by_token(tokenizer):
+    """LLaMA-Factory 0.9.5's `default`: each slot tokenized on its own, EOS after the system message and
+    each query, a trained "\\n" after each answer, no BOS."""
+    eos = tokenizer.eos_token_id
+    (p1, a1), (p2, a2) = encode_conversation(tokenizer, get_template("llamafactory_default"), TURNS, system="Be brief.")
+    assert p1 == (enc(tokenizer, "System: Be brief.") + [eos] + enc(tokenizer, "\n")
+                  + enc(tokenizer, "Human: What is 2 + 2?") + [eos] + enc(tokenizer, "\nAssistant:"))
+    assert a1 == enc(tokenizer, "It is 4.") + [eos] + enc(tokenizer, "\n")
+    assert p2 == enc(tokenizer, "Human: And {eos} 3 + 3?") + [eos] + enc(tokenizer, "\nAssistant:")
+    assert a2 == enc(tokenizer, "6, see {braces}.") + [eos] + enc(tokenizer, "\n")
+
+
+def test_llamafactory_joins_instruction_and_input_with_one_newline():
+    from alpaca_sft.data import turns_of
+
+    record = {"instruction": "Sort:", "input": "b a", "output": "a b"}
+    assert turns_of(record, get_template("llamafactory_default").input_separator) == [("Sort:\nb a", "a b")]
+    assert turns_of(record, get_template("default").input_separator) == [("Sort:\n\nb a", "a b")]
+
+
+@pytest.mark.parametrize("prompt_len, answer_len, room, kept", [
+    (10, 3, 8, (5, 3)),      # a short answer is kept whole, the prompt cut
+    (3, 10, 8, (3, 5)),      # a short prompt is kept whole, the answer cut
+    (30, 10, 20, (15, 5)),   # both long: cut in proportion
+    (4, 4, 100, (4, 4)),     # room for both
+])
+def test_proportional_truncation_is_llamafactorys_rule(prompt_len, answer_len, room, kept):
+    from alpaca_sft.templates import infer_seqlen
+
+    assert infer_seqlen(prompt_len, answer_len, room) == kept
+    encoded = [(list(range(prompt_len)), list(range(100, 100 + answer_len)))]
+    example = build_example(encoded, room, "proportional")
+    assert example["input_ids"] == encoded[0][0][:kept[0]] + encoded[0][1][:kept[1]]
+    assert example["labels"] == [IGNORE_INDEX] * kept[0] + encoded[0][1][:kept[1]]
+
+
+def test_proportional_truncation_turn_by_turn():
+    turns = [(list(range(6)), list(range(10, 14))), (list(range(20, 26)), list(range(30, 36)))]
+    example = build_example(turns, 14, "proportional")
+    # Turn 1 fits whole (10 tokens); turn 2 shares the 4 left: its 6-token answer is not short, its
+    # prompt neither, so each keeps its share (2 and 2).
+    assert example["input_ids"] == list(range(6)) + list(range(10, 14)) + [20, 21] + [30, 31]
+    assert build_example(turns, 14, "tail")["input_ids"] == list(range(6)) + list(range(10, 14)) + [20, 21, 22, 23]
 
 
 def test_cutoff_truncates_and_drops_promptonly(tokenizer):
@@ -60,12 +109,12 @@ def test_cutoff_truncates_and_drops_promptonly(tokenizer):
 
 
 def test_unknown_template():
-    with pytest.raises(ValueError, match="unknown template 'vicuna'.*default, alpaca, llama2, llama3"):
+    with pytest.raises(ValueError, match="unknown template 'vicuna'.*default, alpaca, llama2, llama3, llamafactory_default"):
         get_template("vicuna")
 
 
 @pytest.mark.skipif(not (MT_BENCH / "mt_bench" / "templates.py").is_file(), reason=f"mt-bench not found at {MT_BENCH}")
-@pytest.mark.parametrize("name", list(TEMPLATES))
+@pytest.mark.parametrize("name", [name for name in TEMPLATES if name != "llamafactory_default"])
 @pytest.mark.parametrize("system", [None, "You are helpful."])
 def test_same_strings_as_mt_bench(name, system):
     spec = importlib.util.spec_from_file_location("mt_bench_templates", MT_BENCH / "mt_bench" / "templates.py")
