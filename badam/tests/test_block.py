@@ -5,10 +5,11 @@ import io
 
 import pytest
 import torch
-from badam_tiny import assert_accumulation_equals_one_batch, batch, lm_loss, tiny_llama, train
+from badam_tiny import assert_accumulation_equals_one_batch, batch, lm_loss, tiny_llama, tiny_llama_config, train
 from peft import LoraConfig, get_peft_model
+from transformers import LlamaForCausalLM
 
-from badam import BlockOptimizer
+from badam import BlockOptimizer, BlockOptimizerRatio
 
 
 def decay_groups(model, weight_decay=0.1, lr=1e-2):
@@ -275,3 +276,102 @@ def test_log_fn_sees_every_switch():
     assert [e["block"] for e in events] == [2, 1, 0, 2]
     assert [e["global_step"] for e in events] == [0, 2, 4, 6]
     assert events[-1]["block_epoch"] == 1
+
+
+# --- state dicts are matched by parameter name -----------------------------------------------------
+
+LAYERS = [[f"model.layers.{i}."] for i in range(3)]
+
+
+def layer_optimizer(model, block_prefix_list=LAYERS, groups=None, **kwargs):
+    base = torch.optim.AdamW(model.parameters() if groups is None else groups, lr=1e-2, foreach=False)
+    return BlockOptimizer(base, list(model.named_parameters()), block_prefix_list=block_prefix_list,
+                          switch_block_every=3, switch_mode="ascending", verbose=0, **kwargs)
+
+
+def adam_state_by_name(optimizer):
+    return {optimizer.name_of[p]: optimizer.state[optimizer.masters.optimized(p)] for p in optimizer.trainable_params}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_reordered_blocks_load_each_layer_its_own_state(dtype):
+    first = tiny_llama(layers=3, dtype=dtype)
+    optimizer = layer_optimizer(first)
+    train(first, optimizer, 4)  # layer 0 had its K=3 steps; layer 1 (block 1) has taken one
+    saved = save_load({"model": first.state_dict(), "optimizer": optimizer.state_dict()})
+    expected = adam_state_by_name(optimizer)
+
+    resumed = tiny_llama(layers=3, dtype=dtype, seed=9)
+    resumed.load_state_dict(saved["model"])
+    # Layer 1 is block 2 here; block 1 is layer 0, which positional loading would have handed layer 1's state.
+    reordered = layer_optimizer(resumed, [LAYERS[2], LAYERS[0], LAYERS[1]])
+    reordered.load_state_dict(saved["optimizer"])
+    assert reordered.active_block == 2
+    got = adam_state_by_name(reordered)
+    assert set(got) == set(expected) and all(name.startswith("model.layers.1.") for name in got)
+    for name, state in expected.items():
+        assert torch.equal(got[name]["exp_avg"], state["exp_avg"]), name
+        assert torch.equal(got[name]["exp_avg_sq"], state["exp_avg_sq"]), name
+    # The rest of the block-epoch visits the same layers: the runs stay identical through it.
+    train(first, optimizer, 5, seed0=4)
+    train(resumed, reordered, 5, seed0=4)
+    for (name, a), b in zip(first.named_parameters(), resumed.parameters()):
+        assert torch.equal(a, b), name
+
+
+def test_another_models_state_is_refused_naming_the_parameter():
+    saved = save_load(layer_optimizer(tiny_llama(layers=3)).state_dict())
+    with pytest.raises(ValueError, match=r"it holds 'model\.layers\.2\..*, which this optimizer does not train"):
+        layer_optimizer(tiny_llama(layers=2), LAYERS[:2]).load_state_dict(saved)
+    config = tiny_llama_config(layers=3)
+    config.intermediate_size = 96
+    wider = LlamaForCausalLM(config)
+    with pytest.raises(ValueError, match=r"'model\.layers\.0\.mlp\.gate_proj\.weight' has shape \(128, 64\) "
+                                         r"in the state dict and \(96, 64\) here"):
+        layer_optimizer(wider).load_state_dict(saved)
+
+
+def test_other_partitions_and_groups_are_refused():
+    # Each optimizer on a model of its own: a BlockOptimizer freezes the blocks that are not active.
+    saved = save_load(layer_optimizer(tiny_llama(layers=3)).state_dict())
+    with pytest.raises(ValueError, match="'model.layers.1.* group the parameters the same way"):
+        layer_optimizer(tiny_llama(layers=3), [LAYERS[0] + LAYERS[1], LAYERS[2]]).load_state_dict(saved)
+    model = tiny_llama(layers=3)
+    with pytest.raises(ValueError, match="it lacks 'model.norm.weight', which this optimizer trains"):
+        layer_optimizer(model, active_modules=["model.norm."]).load_state_dict(saved)
+    model = tiny_llama(layers=3)
+    with pytest.raises(ValueError, match="the state dict's base optimizer has 1 param groups, this one 2"):
+        layer_optimizer(model, groups=decay_groups(model)).load_state_dict(saved)
+    model = tiny_llama(layers=3)
+    saved = save_load(layer_optimizer(model, groups=decay_groups(model)).state_dict())
+    model = tiny_llama(layers=3)
+    with pytest.raises(ValueError, match="'model.layers.0.input_layernorm.weight' is in param group 0 of this "
+                                         "optimizer but not of the state dict"):
+        layer_optimizer(model, groups=decay_groups(model)[::-1]).load_state_dict(saved)
+
+
+@pytest.mark.filterwarnings("ignore:BlockOptimizerRatio takes the gradients")
+def test_a_state_dict_that_is_not_a_block_optimizers_is_refused():
+    model = tiny_llama()
+    optimizer = BlockOptimizer(torch.optim.AdamW(model.parameters()), list(model.named_parameters()), verbose=0)
+    with pytest.raises(ValueError, match=r"not a BlockOptimizer state dict \(no 'schedule' key\): it was saved by "
+                                         "a plain torch.optim optimizer"):
+        optimizer.load_state_dict(torch.optim.AdamW(tiny_llama().parameters()).state_dict())
+    ratio = BlockOptimizerRatio(model.parameters(), list(model.named_parameters()))
+    with pytest.raises(ValueError, match="it was saved by BlockOptimizerRatio"):
+        optimizer.load_state_dict(ratio.state_dict())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_state_dict_without_names_loads_by_position_with_a_warning(dtype):
+    model = tiny_llama(layers=3, dtype=dtype)
+    optimizer = layer_optimizer(model)
+    train(model, optimizer, 4)
+    names = ("param_names", "blocks", "param_shapes")
+    old = {key: value for key, value in optimizer.state_dict().items() if key not in names}
+    resumed = layer_optimizer(tiny_llama(layers=3, dtype=dtype))
+    with pytest.warns(UserWarning, match="no parameter names.*loads by position"):
+        resumed.load_state_dict(save_load(old))
+    assert resumed.active_block == 1 and resumed.global_step == 4
+    expected, got = adam_state_by_name(optimizer), adam_state_by_name(resumed)
+    assert all(torch.equal(got[name]["exp_avg"], state["exp_avg"]) for name, state in expected.items())

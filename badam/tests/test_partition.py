@@ -1,8 +1,11 @@
 """Block inference from parameter names for the common model families, and custom partitions."""
 
-import pytest
+import warnings
 
-from badam.partition import assign_blocks, infer_block_prefixes, normalize_prefix_list
+import pytest
+import torch
+
+from badam.partition import assign_blocks, close_names, infer_block_prefixes, named_pairs, normalize_prefix_list
 
 LLAMA = [
     "model.embed_tokens.weight",
@@ -65,7 +68,54 @@ def test_custom_prefixes_and_typos():
     blocks = normalize_prefix_list(["model.layers.0.", ["model.layers.1.", "model.norm."]])
     members = assign_blocks(LLAMA, blocks)
     assert members[1][-1] == "model.norm.weight" and len(members[0]) == 3
-    with pytest.raises(ValueError, match="'model.layer.0.' .*matches no parameter"):
+    with pytest.raises(ValueError, match="'model.layer.0.' .*matches no parameter; close names: 'model.layers.0.'"):
         assign_blocks(LLAMA, [["model.layer.0."]])
-    with pytest.raises(ValueError, match="blocks 0 and 1"):
+    with pytest.raises(ValueError, match="blocks 0 and 1; 'model.layers.1' also matches 'model.layers.10.': "
+                                         r"end it with a dot \('model.layers.1.'\)"):
         assign_blocks(LLAMA, [["model.layers.1"], ["model.layers.10."]])
+
+
+def test_a_prefix_without_its_dot_that_takes_in_other_layers_warns_once():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        members = assign_blocks(LLAMA, [["model.layers.1"], ["model.layers.2."]])
+    assert len(caught) == 1
+    assert str(caught[0].message) == (
+        "block prefix 'model.layers.1' also matches 'model.layers.10.', 'model.layers.11.': "
+        "end it with a dot ('model.layers.1.') to match that module alone"
+    )
+    assert len(members[0]) == 9, "the warning changes nothing: the prefix still matches as written"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # A prefix that names no module of its own ('model.embed' for 'model.embed_tokens.') is left alone.
+        assign_blocks(LLAMA, [["model.layers.1."], ["model.embed"], ["lm_head.weight"]])
+
+
+def test_block_prefix_list_must_be_a_list_of_blocks():
+    with pytest.raises(TypeError, match=r"block_prefix_list must be a list of blocks.*\[\['model.layers.0.'\], "
+                                        r"\['model.layers.1.'\]\]; got 'model.layers.0.'"):
+        normalize_prefix_list("model.layers.0.")
+    with pytest.raises(TypeError, match="got the entry 3"):
+        normalize_prefix_list([["model.layers.0."], 3])
+    with pytest.raises(ValueError, match=r"entry \[\] must be a non-empty string"):
+        normalize_prefix_list([[]])
+
+
+def test_named_parameters_must_be_name_tensor_pairs():
+    model = torch.nn.Linear(2, 2)
+    assert [name for name, _ in named_pairs(model.named_parameters())] == ["weight", "bias"]
+    with pytest.raises(TypeError, match=r"\(name, parameter\) pairs.*a bare tensor: model.parameters\(\) instead of "
+                                        r"model.named_parameters\(\)\?"):
+        named_pairs(list(model.parameters()))
+    with pytest.raises(TypeError, match=r"got a dict: pass list\(its .items\(\)\)"):
+        named_pairs(dict(model.named_parameters()))
+    with pytest.raises(TypeError, match="got a Linear"):
+        named_pairs(model)
+    with pytest.raises(ValueError, match="names 'weight' twice"):
+        named_pairs([*model.named_parameters(), ("weight", model.weight)])
+
+
+def test_close_names_look_through_prefixes_and_parts():
+    assert close_names("lm_haed", LLAMA)[0] == "lm_head"
+    assert "model.layers.10." in close_names("model.layer.10.", LLAMA)
+    assert close_names("classifier", LLAMA) == []

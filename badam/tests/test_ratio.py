@@ -6,10 +6,15 @@ import io
 
 import pytest
 import torch
-from badam_tiny import assert_accumulation_equals_one_batch, batch, lm_loss, tiny_llama, train
+from badam_tiny import assert_accumulation_equals_one_batch, batch, lm_loss, tiny_llama, tiny_llama_config, train
+from transformers import LlamaForCausalLM
 
+from badam import BlockOptimizer
 from badam.memory import held_bytes
 from badam.ratio import BlockOptimizerRatio
+
+# Every construction warns that the ratio mode does not clip; test_inputs.py checks that warning.
+pytestmark = pytest.mark.filterwarnings("ignore:BlockOptimizerRatio takes the gradients")
 
 
 def decay_groups(model, weight_decay=0.1, lr=1e-2):
@@ -305,6 +310,25 @@ def test_load_state_dict_rejects_another_configuration():
         ratio_optimizer(model, update_ratio=0.25, param_update_ratios={"lm_head.": 1.0}).load_state_dict(state)
     with pytest.raises(ValueError, match="other parameters"):
         ratio_optimizer(model, update_ratio=0.25, groups=decay_groups(model)).load_state_dict(state)
+
+
+def test_load_state_dict_refuses_other_models_and_other_optimizers_naming_them():
+    state = ratio_optimizer(tiny_llama(layers=3)).state_dict()
+    with pytest.raises(ValueError, match=r"'model\.layers\.2\..*', which the checkpoint holds but this optimizer does not train"):
+        ratio_optimizer(tiny_llama(layers=2)).load_state_dict(state)
+    config = tiny_llama_config(layers=3)
+    config.intermediate_size = 96
+    with pytest.raises(ValueError, match=r"'model\.layers\.0\.mlp\.gate_proj\.weight' has shape \(128, 64\) in the "
+                                         r"checkpoint and \(96, 64\) here"):
+        ratio_optimizer(LlamaForCausalLM(config)).load_state_dict(state)
+    model = tiny_llama()
+    with pytest.raises(ValueError, match=r"not a BlockOptimizerRatio state dict \(no 'mask_mode' key\): it was saved "
+                                         "by a plain torch.optim optimizer"):
+        ratio_optimizer(model).load_state_dict(torch.optim.AdamW(model.parameters()).state_dict())
+    other = tiny_llama()
+    block = BlockOptimizer(torch.optim.AdamW(other.parameters()), list(other.named_parameters()), verbose=0)
+    with pytest.raises(ValueError, match="it was saved by BlockOptimizer"):
+        ratio_optimizer(model).load_state_dict(block.state_dict())
 
 
 def test_clip_grad_norm_matches_torch_on_the_gathered_gradient():

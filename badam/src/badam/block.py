@@ -16,8 +16,9 @@ The "one line change" of the paper:
 from __future__ import annotations
 
 import logging
+import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -26,8 +27,8 @@ from torch.optim import Optimizer
 from torch.utils.hooks import RemovableHandle
 
 from .bread import SGDCorrection, check_modes, corrected_blocks, is_lora_adapter
-from .partition import assign_blocks, infer_block_prefixes, normalize_prefix_list
-from .precision import MasterCopies
+from .partition import assign_blocks, did_you_mean, infer_block_prefixes, named_pairs, normalize_prefix_list
+from .precision import MasterCopies, needs_master
 from .schedule import BlockSchedule
 from .zero3 import check_supported, is_zero3_partitioned
 
@@ -36,6 +37,31 @@ logger = logging.getLogger("badam")
 
 def _is_rank_zero() -> bool:
     return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or torch.distributed.get_rank() == 0
+
+
+def _shape(param: torch.Tensor) -> tuple[int, ...]:
+    # A ZeRO-3 partitioned parameter is an empty tensor; its shape is kept in ds_shape.
+    return tuple(getattr(param, "ds_shape", param.shape))
+
+
+def _first(names: Sequence[str]) -> str:
+    return repr(names[0]) + (f" (and {len(names) - 1} more)" if len(names) > 1 else "")
+
+
+def saved_by(state_dict: Mapping[str, Any]) -> str:
+    """A best guess at the optimizer that saved `state_dict`, for the error that refuses it."""
+    if "schedule" in state_dict:
+        return "BlockOptimizer"
+    if "mask_mode" in state_dict:
+        return "BlockOptimizerRatio"
+    from .fsdp import SCHEDULE
+
+    groups = state_dict.get("param_groups")
+    if "state" in state_dict and isinstance(groups, list):
+        if groups and SCHEDULE in groups[0]:
+            return "FSDPBlockOptimizer"
+        return "a plain torch.optim optimizer (it has only 'state' and 'param_groups')"
+    return f"an unknown source (its keys: {', '.join(map(repr, list(state_dict)[:6]))})"
 
 
 class BlockOptimizer(Optimizer):
@@ -97,10 +123,12 @@ class BlockOptimizer(Optimizer):
         self.lora_mode = lora_mode
         self.sgd_mode = sgd_mode
         self.ds_zero3_enabled = ds_zero3_enabled
+        if isinstance(active_modules, str):
+            raise TypeError(f"active_modules must be a list of name substrings, e.g. [{active_modules!r}], not a string")
         if ds_zero3_enabled:
             check_supported(self, active_modules)
 
-        named = list(named_parameters_list)
+        named = named_pairs(named_parameters_list)
         if not ds_zero3_enabled and any(is_zero3_partitioned(p) for _, p in named):
             raise ValueError("the parameters are partitioned by DeepSpeed ZeRO-3: pass ds_zero3_enabled=True")
         self.named_params = dict(named)
@@ -144,6 +172,14 @@ class BlockOptimizer(Optimizer):
                 raise ValueError(
                     f"lora_mode={self.lora_mode!r} trains the active block's base weights, but the base optimizer "
                     f"holds none of them (e.g. {frozen[0]!r}): build it on all parameters, e.g. model.parameters()"
+                )
+        for entry in active_modules:
+            if not any(entry in name for name in trainable):
+                frozen = next((name for name in self.named_params if entry in name), None)
+                hint = f"; it matches only frozen ones, e.g. {frozen!r}" if frozen else did_you_mean(entry, trainable)
+                raise ValueError(
+                    f"active_modules entry {entry!r} matches no trainable parameter name (entries match as "
+                    f"substrings){hint}"
                 )
         self.always_active = [self.named_params[n] for n in trainable if any(m in n for m in active_modules)]
         # Blocks are matched against every name (a prefix that matches nothing is a typo), then keep
@@ -234,8 +270,8 @@ class BlockOptimizer(Optimizer):
             self.sgd.targets = sgd
         self.active_block, self._adam = block, adam
         if not self.ds_zero3_enabled:
-            for index, group in enumerate(self.base_optimizer.param_groups):
-                group["params"] = [self.masters.optimized(p) for p in adam if self.group_of[p] == index]
+            for group, members in zip(self.base_optimizer.param_groups, self._grouped(adam)):
+                group["params"] = [self.masters.optimized(p) for p in members]
         if self.verbose and _is_rank_zero():
             logger.info(
                 "BAdam: block %d/%d active (%s), %d parameters, global step %d",
@@ -248,6 +284,10 @@ class BlockOptimizer(Optimizer):
             self.log_fn({"block": block, "global_step": self.schedule.global_step, "block_epoch": self.schedule.block_epoch})
         for hook in self._switch_hooks.values():
             hook(self)
+
+    def _grouped(self, params: Sequence[nn.Parameter]) -> list[list[nn.Parameter]]:
+        """`params` split by base-optimizer group, in the order the groups hold them."""
+        return [[p for p in params if self.group_of[p] == index] for index in range(len(self.base_optimizer.param_groups))]
 
     def _hand_to_zero3(self) -> None:
         """Set the groups up for DeepSpeed's ZeRO-3 wrapper, which builds its partitions from them.
@@ -328,12 +368,22 @@ class BlockOptimizer(Optimizer):
                 param.grad.detach_().zero_()
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything an exact resume needs besides the model weights themselves."""
+        """Everything an exact resume needs besides the model weights themselves.
+
+        "base_optimizer" is torch's positional layout; "param_names" names its positions (None under
+        ZeRO-3, where they are DeepSpeed's flat partitions), "blocks" the partition and "param_shapes"
+        every managed parameter, so that a load matches by name and refuses another model.
+        """
         return {
             "schedule": self.schedule.state_dict(),
             "active_block": self.active_block,
             "masters": {self.name_of[p]: m for p, m in self.masters.master_of.items()},
             "base_optimizer": self.base_optimizer.state_dict(),
+            "param_names": None if self.ds_zero3_enabled else [
+                self.name_of[p] for members in self._grouped(self._adam) for p in members
+            ],
+            "blocks": [[self.name_of[p] for p in block] for block in self.blocks],
+            "param_shapes": {self.name_of[p]: list(_shape(p)) for p in self.managed},
         }
 
     def restore_schedule(self, schedule: dict[str, Any], active_block: int) -> None:
@@ -343,22 +393,124 @@ class BlockOptimizer(Optimizer):
             self._activate(active_block)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore the block, its fp32 masters and the base optimizer's state (load the model first)."""
-        if self.ds_zero3_enabled and state_dict["active_block"] != self.active_block:
+        """Restore the block, its fp32 masters and the base optimizer's state (load the model first).
+
+        Everything is matched by parameter name: the blocks may be listed in another order than at
+        save time (the saved schedule continues over the same layers), but a state dict of other
+        parameters, shapes or blocks is refused. One saved before names were kept loads by position,
+        with a warning.
+        """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+        if "schedule" not in state_dict:
             raise ValueError(
-                f"this checkpoint was saved with block {state_dict['active_block']} active, and DeepSpeed has built "
+                f"this is not a BlockOptimizer state dict (no 'schedule' key): it was saved by {saved_by(state_dict)}. "
+                "A BlockOptimizer resumes from what its own state_dict() returned"
+            )
+        names = state_dict.get("param_names")
+        schedule, active_block = state_dict["schedule"], state_dict["active_block"]
+        if "blocks" in state_dict:
+            if (names is None) != self.ds_zero3_enabled:
+                raise ValueError(
+                    f"this state dict was saved {'under' if names is None else 'without'} DeepSpeed ZeRO-3, and this "
+                    f"optimizer runs {'without' if names is None else 'under'} it: their base-optimizer states do not "
+                    "translate (under ZeRO-3, resume with badam.zero3.load_checkpoint)"
+                )
+            self._check_params(state_dict["param_shapes"])
+            here = self._match_blocks(state_dict["blocks"])
+            schedule = {**schedule, "order": [here[b] for b in schedule["order"]]}
+            active_block = here[active_block]
+        else:
+            if schedule["num_blocks"] != self.num_blocks:
+                saved = schedule["num_blocks"]
+                raise ValueError(f"the state dict was saved with {saved} blocks, this optimizer has {self.num_blocks}")
+            warnings.warn(
+                "this BlockOptimizer state dict has no parameter names (it was saved by an older badam): it loads "
+                "by position, which is right only for the same model and the same block_prefix_list",
+                stacklevel=2,
+            )
+        if self.ds_zero3_enabled and active_block != self.active_block:
+            raise ValueError(
+                f"this checkpoint was saved with block {active_block} active, and DeepSpeed has built "
                 f"its partitions for block {self.active_block}: resume with badam.zero3.load_checkpoint, which "
                 "switches to the saved block before the engine loads"
             )
-        self.restore_schedule(state_dict["schedule"], state_dict["active_block"])
+        base = state_dict["base_optimizer"]
+        if names is not None:
+            base = self._renumbered(base, names, active_block)
+        trains = set(self._selection(active_block)[0])
         for name, saved in state_dict["masters"].items():
-            if name not in self.named_params:
-                raise KeyError(f"checkpoint holds a master copy of {name!r}, which this model does not have")
-            master = self.masters.master_of.get(self.named_params[name])
-            if master is None:
-                raise KeyError(f"checkpoint holds a master copy of {name!r}, which is not trainable now")
-            master.copy_(saved)
-        self.base_optimizer.load_state_dict(state_dict["base_optimizer"])
+            param = self.named_params.get(name)
+            if param is None or param not in trains or not needs_master(param):
+                why = ("this model has no such parameter" if param is None else "it does not train in the saved block"
+                       if param not in trains else f"it is {param.dtype} here, which needs none")
+                raise ValueError(f"the state dict holds an fp32 master copy of {name!r}, but {why}")
+            if tuple(saved.shape) != _shape(param):
+                raise ValueError(
+                    f"the master copy of {name!r} has shape {tuple(saved.shape)} in the state dict and {_shape(param)} here"
+                )
+        self.restore_schedule(schedule, active_block)
+        for name, saved in state_dict["masters"].items():
+            self.masters.master_of[self.named_params[name]].copy_(saved)
+        self.base_optimizer.load_state_dict(base)
+
+    def _check_params(self, saved_shapes: Mapping[str, Sequence[int]]) -> None:
+        """Refuse a state dict of other parameters, or of the same names with other shapes."""
+        ours = {self.name_of[p]: _shape(p) for p in self.managed}
+        missing = [name for name in ours if name not in saved_shapes]
+        unexpected = [name for name in saved_shapes if name not in ours]
+        if missing or unexpected:
+            problems = ([f"it lacks {_first(missing)}, which this optimizer trains"] if missing else []) + (
+                [f"it holds {_first(unexpected)}, which this optimizer does not train"] if unexpected else [])
+            raise ValueError(f"the state dict does not fit this optimizer: {'; '.join(problems)}")
+        for name, shape in ours.items():
+            if tuple(saved_shapes[name]) != shape:
+                saved = tuple(saved_shapes[name])
+                raise ValueError(f"parameter {name!r} has shape {saved} in the state dict and {shape} here")
+
+    def _match_blocks(self, saved_blocks: Sequence[Sequence[str]]) -> list[int]:
+        """Our index of each saved block, by its parameter names: blocks may be reordered, not regrouped."""
+        block_of = {self.name_of[p]: index for index, block in enumerate(self.blocks) for p in block}
+        here = []
+        for index, names in enumerate(saved_blocks):
+            ours = block_of.get(names[0])
+            if ours is None:
+                raise ValueError(f"block {index} of the state dict holds {names[0]!r}, which is in no block here")
+            theirs, mine = set(names), {self.name_of[p] for p in self.blocks[ours]}
+            if theirs != mine:
+                odd = sorted(theirs ^ mine)[0]
+                raise ValueError(
+                    f"block {index} of the state dict and block {ours} here both hold {names[0]!r}, but only "
+                    f"{'the state dict' if odd in theirs else 'this one'} holds {odd!r} with it: the blocks "
+                    "may be listed in another order, but must group the parameters the same way"
+                )
+            here.append(ours)
+        if len(here) != self.num_blocks:
+            spare = next(i for i in range(self.num_blocks) if i not in here)
+            first = self.name_of[self.blocks[spare][0]]
+            raise ValueError(f"block {spare} here ({first!r}, ...) is no block of the state dict")
+        return here
+
+    def _renumbered(self, saved: Mapping[str, Any], names: Sequence[str], active_block: int) -> dict[str, Any]:
+        """The saved base-optimizer state dict, its positions moved to where each name sits here
+        once `active_block` is active."""
+        ours = [[self.name_of[p] for p in members] for members in self._grouped(self._selection(active_block)[0])]
+        theirs = [[names[i] for i in group["params"]] for group in saved["param_groups"]]
+        if len(theirs) != len(ours):
+            raise ValueError(f"the state dict's base optimizer has {len(theirs)} param groups, this one {len(ours)}")
+        for index, (a, b) in enumerate(zip(theirs, ours)):
+            if set(a) != set(b):
+                odd = sorted(set(a) ^ set(b))[0]
+                where = "the state dict but not of this optimizer" if odd in a else "this optimizer but not of the state dict"
+                raise ValueError(f"{odd!r} is in param group {index} of {where}")
+        position = {name: i for i, name in enumerate(name for group in ours for name in group)}
+        return {
+            "state": {position[names[i]]: value for i, value in saved["state"].items()},
+            "param_groups": [
+                {**group, "params": [position[name] for name in members]}
+                for group, members in zip(saved["param_groups"], ours)
+            ],
+        }
 
     def __repr__(self) -> str:
         return (

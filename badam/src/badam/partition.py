@@ -11,8 +11,12 @@ DDP wrapper (whose names only gain a prefix).
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+
+import torch
 
 # A repeated layer is "<stack>.<index>." where the stack name is one of the families' own:
 # Llama/Mistral/Qwen/NeoX `layers`, GPT-2 `h`, BERT/RoBERTa `layer`, others `blocks`.
@@ -79,33 +83,113 @@ def infer_block_prefixes(
     return blocks
 
 
+def named_pairs(named_parameters_list: Iterable[tuple[str, torch.Tensor]]) -> list[tuple[str, torch.Tensor]]:
+    """`named_parameters_list` as a list (a generator such as model.named_parameters() is fine),
+    refusing anything but (name, tensor) pairs with distinct names."""
+    expected = "named_parameters_list must hold (name, parameter) pairs, e.g. list(model.named_parameters())"
+    if isinstance(named_parameters_list, Mapping):
+        raise TypeError(f"{expected}; got a {type(named_parameters_list).__name__}: pass list(its .items())")
+    if isinstance(named_parameters_list, (str, torch.Tensor)) or not isinstance(named_parameters_list, Iterable):
+        raise TypeError(f"{expected}; got a {type(named_parameters_list).__name__}")
+    named: dict[str, torch.Tensor] = {}
+    for item in named_parameters_list:
+        if not (isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str)
+                and isinstance(item[1], torch.Tensor)):
+            what = ("a bare tensor: model.parameters() instead of model.named_parameters()?"
+                    if isinstance(item, torch.Tensor) else f"a {type(item).__name__}")
+            raise TypeError(f"{expected}; one element is {what}")
+        if item[0] in named:
+            raise ValueError(f"named_parameters_list names {item[0]!r} twice")
+        named[item[0]] = item[1]
+    return list(named.items())
+
+
+def close_names(wanted: str, names: Sequence[str], n: int = 3) -> list[str]:
+    """Parameter names, their module prefixes and name parts that look like `wanted` (for typo hints)."""
+    candidates = set(names)
+    for name in names:
+        parts = name.split(".")
+        candidates.update(parts)
+        candidates.update(".".join(parts[:i]) + "." for i in range(1, len(parts)))
+    return difflib.get_close_matches(wanted, sorted(candidates), n=n, cutoff=0.6)
+
+
+def did_you_mean(wanted: str, names: Sequence[str]) -> str:
+    close = close_names(wanted, names)
+    return f"; close names: {', '.join(map(repr, close))}" if close else ""
+
+
 def normalize_prefix_list(block_prefix_list: Sequence[str | Sequence[str]]) -> list[list[str]]:
     """Accept the published package's list-of-lists form and a flat list of one prefix per block."""
+    expected = ("block_prefix_list must be a list of blocks, each a name prefix or a list of them, "
+                "e.g. [['model.layers.0.'], ['model.layers.1.']]")
+    if isinstance(block_prefix_list, str) or not isinstance(block_prefix_list, Iterable):
+        raise TypeError(f"{expected}; got {block_prefix_list!r}")
     blocks = []
     for entry in block_prefix_list:
+        if not isinstance(entry, (str, list, tuple)) or not all(isinstance(p, str) for p in entry):
+            raise TypeError(f"{expected}; got the entry {entry!r}")
         blocks.append([entry] if isinstance(entry, str) else list(entry))
-        if not blocks[-1] or not all(isinstance(p, str) and p for p in blocks[-1]):
+        if not blocks[-1] or not all(blocks[-1]):
             raise ValueError(f"block_prefix_list entry {entry!r} must be a non-empty string or list of them")
     return blocks
+
+
+def _cut_module(name: str, prefix: str) -> str | None:
+    """The module `prefix` ends inside of, in `name` ('model.layers.10.' for 'model.layers.1'), or
+    None when the prefix ends at a module boundary there."""
+    rest = name[len(prefix):]
+    if prefix.endswith(".") or not rest or rest.startswith("."):
+        return None
+    end = rest.find(".")
+    return name if end < 0 else name[: len(prefix) + end + 1]
+
+
+def _swallowed(prefix: str, matched: Sequence[str]) -> list[str]:
+    """The other modules a prefix without its trailing dot takes in besides the one it names:
+    'model.layers.1' names layer 1 but also matches 'model.layers.10.', 'model.layers.11.', ..."""
+    cut = sorted({module for name in matched if (module := _cut_module(name, prefix))})
+    return cut if any(_cut_module(name, prefix) is None for name in matched) else []
 
 
 def assign_blocks(param_names: Sequence[str], blocks: Sequence[Sequence[str]]) -> list[list[str]]:
     """The parameter names of each block, in the model's order.
 
     Every prefix must match at least one parameter (a typo would otherwise silently freeze a part of
-    the model), and no parameter may fall in two blocks.
+    the model), and no parameter may fall in two blocks. A prefix such as 'model.layers.1' that also
+    takes in other modules ('model.layers.10.', ...) gets a warning.
     """
-    owner: dict[str, int] = {}
+    owner: dict[str, tuple[int, str]] = {}
+    swallowing: dict[str, list[str]] = {}
     for index, prefixes in enumerate(blocks):
         for prefix in prefixes:
             matched = [name for name in param_names if name.startswith(prefix)]
             if not matched:
-                raise ValueError(f"block prefix {prefix!r} (block {index}) matches no parameter")
+                raise ValueError(
+                    f"block prefix {prefix!r} (block {index}) matches no parameter{did_you_mean(prefix, param_names)}"
+                )
+            if swallowed := _swallowed(prefix, matched):
+                swallowing[prefix] = swallowed
             for name in matched:
-                if owner.setdefault(name, index) != index:
-                    raise ValueError(f"parameter {name!r} matches prefixes of blocks {owner[name]} and {index}")
+                first, first_prefix = owner.setdefault(name, (index, prefix))
+                if first != index:
+                    hint = next(
+                        (f"; {p!r} also matches {_cut_module(name, p)!r}: end it with a dot ({p + '.'!r})"
+                         for p in (first_prefix, prefix) if _cut_module(name, p)), "",
+                    )
+                    raise ValueError(f"parameter {name!r} matches prefixes of blocks {first} and {index}{hint}")
+    if swallowing:
+        warnings.warn(
+            "; ".join(
+                f"block prefix {prefix!r} also matches {', '.join(map(repr, cut[:3]))}"
+                + (f" and {len(cut) - 3} more" if len(cut) > 3 else "")
+                + f": end it with a dot ({prefix + '.'!r}) to match that module alone"
+                for prefix, cut in swallowing.items()
+            ),
+            stacklevel=2,
+        )
     members: list[list[str]] = [[] for _ in blocks]
     for name in param_names:
         if name in owner:
-            members[owner[name]].append(name)
+            members[owner[name][0]].append(name)
     return members

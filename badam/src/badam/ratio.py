@@ -33,6 +33,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import numbers
+import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -44,7 +46,8 @@ from torch.distributed.tensor import DTensor
 from torch.optim import Optimizer
 from torch.optim.optimizer import ParamsT
 
-from .partition import embedding_prefixes
+from .block import saved_by
+from .partition import embedding_prefixes, named_pairs
 from .precision import LOW_PRECISION
 from .zero3 import is_zero3_partitioned
 
@@ -101,6 +104,10 @@ def _put(flat: torch.Tensor, state: dict[str, Any], values: torch.Tensor) -> Non
     head = min(stop, flat.numel()) - start
     flat[start : start + head].copy_(values[:head])
     flat[: stop - start - head].copy_(values[head:])
+
+
+def _is_ratio(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 < value <= 1
 
 
 def _check_hyperparameters(group: Mapping[str, Any]) -> None:
@@ -169,7 +176,7 @@ class BlockOptimizerRatio(Optimizer):
     ) -> None:
         if not isinstance(switch_every, int) or isinstance(switch_every, bool) or switch_every <= 0:
             raise ValueError(f"switch_every must be a positive integer, got {switch_every!r}")
-        if not 0 < update_ratio <= 1:
+        if not _is_ratio(update_ratio):
             raise ValueError(f"update_ratio must be in (0, 1], got {update_ratio!r}")
         if mask_mode not in MASK_MODES:
             raise ValueError(f"unknown mask_mode {mask_mode!r}; choose one of {', '.join(MASK_MODES)}")
@@ -177,7 +184,7 @@ class BlockOptimizerRatio(Optimizer):
             raise ValueError(f"preserve_threshold must be >= 0, got {preserve_threshold!r}")
         overrides = dict(param_update_ratios or {})
         for prefix, ratio in overrides.items():
-            if not 0 < ratio <= 1:
+            if not _is_ratio(ratio):
                 raise ValueError(f"param_update_ratios[{prefix!r}] must be in (0, 1], got {ratio!r}")
         super().__init__(param_groups, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
         for group in self.param_groups:
@@ -188,7 +195,7 @@ class BlockOptimizerRatio(Optimizer):
         self.seed = seed
         self.global_step = 0
 
-        named = list(named_parameters_list)
+        named = named_pairs(named_parameters_list)
         _check_single_process(named)
         self.name_of = {param: name for name, param in named}
         grouped = {param for group in self.param_groups for param in group["params"]}
@@ -229,6 +236,13 @@ class BlockOptimizerRatio(Optimizer):
         handles = [entry.param.register_post_accumulate_grad_hook(self._hook(owner)) for entry in self.entries]
         weakref.finalize(self, lambda: [handle.remove() for handle in handles])
         self._switch()
+        warnings.warn(
+            "BlockOptimizerRatio takes the gradients during backward, so gradient clipping on the model "
+            "(torch.nn.utils.clip_grad_norm_, the Hugging Face Trainer's max_grad_norm) is not applied and the "
+            "Trainer logs grad_norm 0.0. Clip with optimizer.clip_grad_norm_(max_norm) between backward and step; "
+            "under the Trainer set max_grad_norm=0 to turn its clipping and the misleading grad_norm off",
+            stacklevel=2,
+        )
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         # The trainable tensors, their shares and hooks are fixed at construction; a group added
@@ -375,6 +389,7 @@ class BlockOptimizerRatio(Optimizer):
                 {**group, "params": [self.name_of[p] for p in group["params"]]} for group in self.param_groups
             ],
             "state": {entry.name: dict(self.state[entry.param]) for entry in self.entries},
+            "param_shapes": {entry.name: list(entry.param.shape) for entry in self.entries},
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -383,17 +398,32 @@ class BlockOptimizerRatio(Optimizer):
         Load the model's weights first. The checkpoint must come from an optimizer built the same
         way (same switch_every, ratios, mask_mode, seed and parameter groups).
         """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+        if "mask_mode" not in state_dict:
+            raise ValueError(
+                f"this is not a BlockOptimizerRatio state dict (no 'mask_mode' key): it was saved by "
+                f"{saved_by(state_dict)}. A BlockOptimizerRatio resumes from what its own state_dict() returned"
+            )
         for key in ("switch_every", "update_ratio", "mask_mode", "seed"):
             if state_dict[key] != getattr(self, key):
                 ours = getattr(self, key)
                 raise ValueError(f"checkpoint was made with {key}={state_dict[key]!r}, this optimizer has {ours!r}")
+        missing = [name for name in self.entry_of if name not in state_dict["state"]]
+        unexpected = [name for name in state_dict["state"] if name not in self.entry_of]
+        if missing or unexpected:
+            odd, where = (missing[0], "this optimizer trains but the checkpoint lacks") if missing else (
+                unexpected[0], "the checkpoint holds but this optimizer does not train")
+            raise ValueError(f"checkpoint and optimizer train different parameters: {odd!r}, which {where}")
+        # Checkpoints of older versions carry no shapes; their names and active entries are still checked.
+        for name, saved_shape in state_dict.get("param_shapes", {}).items():
+            shape = tuple(self.entry_of[name].param.shape)
+            if tuple(saved_shape) != shape:
+                raise ValueError(f"parameter {name!r} has shape {tuple(saved_shape)} in the checkpoint and {shape} here")
         saved_groups = state_dict["param_groups"]
         ours = [[self.name_of[p] for p in group["params"]] for group in self.param_groups]
         if [group["params"] for group in saved_groups] != ours:
             raise ValueError("checkpoint's param_groups hold other parameters (or group them otherwise) than ours")
-        missing = set(self.entry_of) ^ set(state_dict["state"])
-        if missing:
-            raise ValueError(f"checkpoint and optimizer train different parameters, e.g. {sorted(missing)[0]!r}")
         global_step = int(state_dict["global_step"])
         for name, saved in state_dict["state"].items():
             entry = self.entry_of[name]

@@ -33,18 +33,24 @@ def suggest_switch_every(num_samples: int, batch_size: int, num_blocks: int) -> 
     return int(min(max(math.ceil(num_samples / (batch_size * num_blocks)), 50), 100))
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 class BlockSchedule:
     """Which block is active, and when to switch to the next one."""
 
     def __init__(
         self, num_blocks: int, switch_every: int, mode: str, start_block: int | None = None, seed: int = 0
     ) -> None:
-        if not isinstance(switch_every, int) or isinstance(switch_every, bool) or switch_every <= 0:
+        if not _is_int(switch_every) or switch_every <= 0:
             raise ValueError(f"switch_block_every must be a positive integer, got {switch_every!r}")
         if mode not in SWITCH_MODES:
             raise ValueError(f"unknown switch_mode {mode!r}; choose one of {', '.join(SWITCH_MODES)}")
         if num_blocks <= 0:
             raise ValueError("there are no blocks to train")
+        if start_block is not None and not _is_int(start_block):
+            raise ValueError(f"start_block must be a block index (an integer) or None, got {start_block!r}")
         if start_block is not None and not 0 <= start_block < num_blocks:
             raise ValueError(f"start_block={start_block} is out of range: there are {num_blocks} blocks (0..{num_blocks - 1})")
         self.num_blocks = num_blocks
