@@ -1,6 +1,8 @@
 """Tests of badam.memory: held-bytes counting, the CPU peak tracker, and the paper's memory estimates."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -259,6 +261,67 @@ def test_cli_bad_model(capsys):
         main(["--model", "gpt-5"])
     assert exit_info.value.code == 2
     assert "unknown model 'gpt-5': choose one of llama2-7b, llama3-8b, llama2-13b, llama2-70b" in capsys.readouterr().err
+
+
+TINY = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "vocab_size": 128}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{bad", "invalid JSON: Expecting property name enclosed in double quotes: line 1 column 2"),
+        ("[1, 2]", "expected a JSON object of config keys, got a JSON list"),
+        (TINY | {"hidden_size": 100, "num_attention_heads": 3}, "hidden_size 100 is not a multiple of num_attention_heads 3"),
+        (TINY | {"num_key_value_heads": 3}, "num_attention_heads 4 is not a multiple of num_key_value_heads 3"),
+        (TINY | {"intermediate_size": -5}, "intermediate_size is -5: a size cannot be negative"),
+        (TINY | {"num_hidden_layers": 0}, "num_hidden_layers must be a positive integer, got 0"),
+        ({k: v for k, v in TINY.items() if k != "intermediate_size"},
+         "no 'intermediate_size' key: transformers would use its default and count another model"),
+        ({k: v for k, v in TINY.items() if k != "model_type"}, "no 'model_type' key: cannot tell which architecture"),
+        (TINY | {"model_type": "nonesuch"}, "unknown model_type 'nonesuch'"),
+    ],
+    ids=["json", "not-an-object", "heads", "kv-heads", "negative", "zero-layers", "missing-size", "no-type", "bad-type"],
+)
+def test_cli_bad_config_is_one_line_and_exit_2(tmp_path, capsys, content, message):
+    path = tmp_path / "config.json"
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--config", str(path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: {message}") and err.count("\n") == 1, err
+
+
+def test_cli_missing_file_and_folder_without_config(tmp_path, capsys):
+    for config, message in ((tmp_path / "nope.json", f"{tmp_path / 'nope.json'}: no such file or directory"),
+                            (tmp_path, f"{tmp_path / 'config.json'}: no such file")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--config", str(config)])
+        assert exit_info.value.code == 2
+        assert capsys.readouterr().err == f"error: {message}\n"
+
+
+def test_cli_bad_option_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model", "llama2-7b", "--blocks", "0"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "error: blocks must be between 1 and the 32 decoder layers, got 0\n"
+
+
+def test_cli_shows_no_traceback_unless_debugging(tmp_path, monkeypatch):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(TINY | {"vocab_size": -1}))
+    message = f"{path}: vocab_size is -1: a size cannot be negative"
+    command = [sys.executable, "-m", "badam.memory", "--config", str(path)]
+    quiet = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert quiet.returncode == 2 and quiet.stderr == f"error: {message}\n"
+    # Debugging lets the error through, so the interpreter prints its traceback.
+    with pytest.raises(ValueError, match=message):
+        main(["--config", str(path), "--debug"])
+    monkeypatch.setenv("BADAM_DEBUG", "1")
+    with pytest.raises(ValueError, match=message):
+        main(["--config", str(path)])
 
 
 # --- what an optimizer holds ---------------------------------------------------------------------

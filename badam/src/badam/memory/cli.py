@@ -2,14 +2,21 @@
 
     python -m badam.memory --model llama2-7b [--method all|adam|badam|lora|lomo|adam_mini|badam_adam_mini]
                            [--blocks D] [--include-embedding] [--include-lm-head] [--lora-rank r]
-                           [--config path/to/config.json] [--json]
+                           [--config path/to/config.json] [--json] [--debug]
+
+A bad model name, config file or option prints one line, `error: ...`, and exits with status 2;
+`--debug` (or BADAM_DEBUG=1) shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
 
 from .counts import BUILTIN_MODELS, ModelCount, _valid_models, count_parameters
 from .estimate import METHODS, MemoryEstimate, estimate
@@ -85,6 +92,11 @@ def format_report(count: ModelCount, estimates: Sequence[MemoryEstimate], builti
     return "\n".join(lines)
 
 
+def _fail(message: str) -> NoReturn:
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m badam.memory",
@@ -99,9 +111,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--include-lm-head", action="store_true", help="BAdam: the LM head is an extra block")
     parser.add_argument("--lora-rank", type=int, default=8)
     parser.add_argument("--json", action="store_true", help="print JSON (bytes) instead of the table")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (also BADAM_DEBUG=1)")
     args = parser.parse_args(argv)
 
     spec = args.config if args.config is not None else args.model
+    if args.config is not None and args.config not in BUILTIN_MODELS and not Path(args.config).exists():
+        _fail(f"{args.config}: no such file or directory")
     methods = list(METHODS) if args.method == "all" else [args.method]
     try:
         count = count_parameters(spec)
@@ -110,8 +125,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                      include_lm_head=args.include_lm_head, lora_rank=args.lora_rank)
             for method in methods
         ]
-    except ValueError as exc:
-        parser.error(str(exc))
+    except Exception as exc:
+        if args.debug or os.environ.get("BADAM_DEBUG", "0") not in ("", "0"):
+            raise
+        # Our ValueErrors name what they refuse (a config's errors start with its file); anything else
+        # comes from building the model out of the config.
+        _fail(str(exc) if isinstance(exc, ValueError) else f"{spec}: {type(exc).__name__}: {exc}")
     if args.json:
         payload = {"model": count.name, "n_params": count.total, "unit": "bytes",
                    "estimates": [e.to_dict() for e in estimates]}

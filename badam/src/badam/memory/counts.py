@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -129,10 +130,76 @@ def _valid_models() -> str:
     return ", ".join(BUILTIN_MODELS) + ", or a path to a config.json or a model directory"
 
 
+# Sizes a config file must state when its architecture has them: for a missing one transformers
+# would take the architecture's default (Llama's hidden size 4096, say) and count another model.
+_SIZES = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size", "intermediate_size")
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
+def _is_size_key(key: str) -> bool:
+    return key.endswith(("_size", "_dim", "_embeddings")) or key.startswith(("num_", "n_"))
+
+
+def _check_sizes(raw: dict[str, Any], config_class: type) -> str | None:
+    """What is wrong with the sizes a config file states, or None."""
+    for key, value in raw.items():
+        if _is_size_key(key) and isinstance(value, int) and not isinstance(value, bool) and value < 0:
+            return f"{key} is {value}: a size cannot be negative"
+    aliases = config_class.attribute_map
+    sizes = {}
+    for key in (k for k in _SIZES if hasattr(config_class, k) or k in aliases):
+        value = raw.get(key, raw.get(aliases.get(key, key)))
+        if value is None:
+            return f"no {key!r} key: transformers would use its default and count another model"
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            return f"{key} must be a positive integer, got {value!r}"
+        sizes[key] = value
+    hidden, heads, kv_heads = sizes.get("hidden_size"), sizes.get("num_attention_heads"), raw.get("num_key_value_heads")
+    if hidden and heads and "head_dim" not in raw and hidden % heads:
+        return f"hidden_size {hidden} is not a multiple of num_attention_heads {heads}"
+    if heads and isinstance(kv_heads, int) and kv_heads > 0 and heads % kv_heads:
+        return f"num_attention_heads {heads} is not a multiple of num_key_value_heads {kv_heads}"
+    return None
+
+
+def _read_config(path: Path) -> PretrainedConfig:
+    """The config of a config.json or a model directory, refusing a file that would count another model.
+
+    Errors are ValueErrors that start with the file's path.
+    """
+    from transformers import CONFIG_MAPPING, AutoConfig
+
+    file = path / "config.json" if path.is_dir() else path
+    try:
+        raw = json.loads(file.read_text())
+    except FileNotFoundError as exc:
+        raise ValueError(f"{file}: no such file") from exc
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{file}: invalid JSON: {exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{file}: cannot read it: {_one_line(exc)}") from exc
+    if not isinstance(raw, dict):
+        raise ValueError(f"{file}: expected a JSON object of config keys, got a JSON {type(raw).__name__}")
+    model_type = raw.get("model_type")
+    if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING:
+        what = "no 'model_type' key" if model_type is None else f"unknown model_type {model_type!r}"
+        raise ValueError(f"{file}: {what}: cannot tell which architecture it describes")
+    problem = _check_sizes(raw, CONFIG_MAPPING[model_type])
+    if problem is not None:
+        raise ValueError(f"{file}: {problem}")
+    try:
+        return AutoConfig.from_pretrained(str(path))
+    except Exception as exc:  # transformers' and huggingface_hub's validation errors share no base class
+        raise ValueError(f"{file}: {_one_line(exc)}") from exc
+
+
 def load_config(spec: str | os.PathLike | PretrainedConfig) -> tuple[PretrainedConfig, str]:
     """A transformers config and a display name, from a built-in name, a config path or a config."""
     # transformers is imported here, not at the top: held_bytes and track_peak need only torch.
-    from transformers import AutoConfig, LlamaConfig, PretrainedConfig
+    from transformers import LlamaConfig, PretrainedConfig
 
     if isinstance(spec, PretrainedConfig):
         return spec, getattr(spec, "name_or_path", "") or type(spec).__name__
@@ -141,7 +208,7 @@ def load_config(spec: str | os.PathLike | PretrainedConfig) -> tuple[PretrainedC
         return LlamaConfig(**builtin.config, tie_word_embeddings=False), builtin.title
     path = Path(spec)
     if path.exists():
-        return AutoConfig.from_pretrained(str(path)), str(path)
+        return _read_config(path), str(path)
     raise ValueError(f"unknown model {str(spec)!r}: choose one of {_valid_models()}")
 
 
@@ -159,7 +226,7 @@ def _count_config(config: PretrainedConfig, name: str) -> ModelCount:
             model = AutoModelForCausalLM.from_config(config)
         except ValueError as exc:
             raise ValueError(
-                f"cannot build a causal LM from the {config.model_type!r} config {name}; "
+                f"{name}: cannot build a causal LM from this {config.model_type!r} config ({_one_line(exc)}); "
                 "build the model yourself (the meta device needs no memory) and pass the module"
             ) from exc
     return count_module(model, name)
