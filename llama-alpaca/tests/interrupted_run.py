@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 
+import torch
 from transformers import Trainer
 
 from alpaca_sft.train import main
@@ -39,6 +40,8 @@ def sigterm_during(step: int) -> None:
 
 
 if __name__ == "__main__":
+    # One thread, as in the tests' own process (conftest.py): sums must round the same in both.
+    torch.set_num_threads(1)
     how, step, *flags = sys.argv[1:]
     {"kill-during-save": kill_during_save, "sigterm-during": sigterm_during}[how](int(step))
     sys.argv = ["alpaca_sft.train", *flags]
