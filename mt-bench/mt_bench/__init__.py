@@ -3,5 +3,6 @@
 Modules, in the order a run uses them: data (FastChat's files, append-only JSONL), templates (chat
 prompts), generate (answers), prompts (the judge's messages), client (OpenAI-compatible HTTP), judge
 (judgments), scores (parsing and averages), table2 (the paper's table layout), show (tables, plot,
-W&B). fake_judge is a local judge server for the tests and for dry runs.
+W&B). fake_judge is a local judge server for the tests and for dry runs. cli is the error boundary
+every command runs in (one `error:` line and status 2 for bad input, --debug for the traceback).
 """

@@ -4,22 +4,37 @@
     text = client.complete([{"role": "user", "content": "Hi"}], temperature=0.0, max_tokens=2048)
 
 Rate limits (429), server errors (5xx), timeouts, dropped connections and malformed bodies are retried
-with exponential backoff and jitter, honouring a Retry-After header; any other 4xx (a bad key, a bad
-request) is raised at once, since retrying it would only burn time. One client is safe to share
-between threads.
+with exponential backoff and jitter, honouring a Retry-After header, each retry logged as a warning
+(what failed, attempt n/N, the wait); any other 4xx (a bad key, a bad request) is raised at once, since
+retrying it would only burn time. So is an endpoint that cannot be connected to (refused, unknown
+host) `connect_failures` times in a row: nothing listens there, and waiting minutes would not help.
+One client is safe to share between threads; stop() makes every request give up instead of retrying.
 """
 
 from __future__ import annotations
 
+import logging
 import random
-import time
+import threading
 from dataclasses import dataclass
 
 import httpx
 
+from mt_bench.cli import UsageError
 
-class JudgeAPIError(RuntimeError):
+log = logging.getLogger(__name__)
+
+
+class JudgeAPIError(UsageError):
     """The endpoint refused the request, or kept failing past the retry limit."""
+
+
+class EndpointUnreachable(JudgeAPIError):
+    """Connecting to the endpoint failed (refused, unknown host) connect_failures times in a row."""
+
+
+class Stopped(JudgeAPIError):
+    """The request gave up instead of retrying because stop() was called."""
 
 
 @dataclass
@@ -31,22 +46,34 @@ class ChatClient:
     max_retries: int = 8         # retries after the first attempt
     backoff: float = 2.0         # seconds before the first retry, doubled after each
     max_backoff: float = 60.0    # ceiling of one wait
+    connect_failures: int = 3    # failed connections in a row that end a request at once
 
     def __post_init__(self):
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         self.url = self.api_base.rstrip("/") + "/chat/completions"
         self._http = httpx.Client(timeout=self.timeout, headers=headers)
+        self._stopped = threading.Event()
 
     def complete(self, messages: list[dict], temperature: float = 0.0, max_tokens: int = 2048) -> str:
         """The assistant message's text for a list of {"role", "content"} messages."""
         body = {"model": self.model, "messages": messages, "temperature": temperature, "max_tokens": max_tokens}
-        for attempt in range(self.max_retries + 1):
+        attempts, refused = self.max_retries + 1, 0
+        for attempt in range(attempts):
+            if self._stopped.is_set():
+                raise Stopped(f"{self.url}: stopped before attempt {attempt + 1}")
             wait = min(self.max_backoff, self.backoff * 2**attempt) * random.uniform(0.5, 1.0)
             try:
                 response = self._http.post(self.url, json=body)
-            except httpx.TransportError as e:  # timeouts, refused or dropped connections
-                reason = f"{type(e).__name__}: {e}"
+            except httpx.ConnectError as e:  # refused, unknown host (a connect timeout is not one)
+                reason, refused = f"{type(e).__name__}: {e}", refused + 1
+                if refused >= self.connect_failures:
+                    raise EndpointUnreachable(
+                        f"cannot connect to {self.url} ({reason}), {refused} times in a row: check --api_base "
+                        "(API_BASE for the scripts) and that the server is up") from None
+            except httpx.TransportError as e:  # timeouts, dropped connections
+                reason, refused = f"{type(e).__name__}: {e}", 0
             else:
+                refused = 0
                 if response.status_code == 200:
                     try:
                         return _message_text(response.json())
@@ -57,9 +84,16 @@ class ChatClient:
                     wait = max(wait, _retry_after(response))
                 else:
                     raise JudgeAPIError(f"{self.url}: HTTP {response.status_code}: {response.text[:500]}")
-            if attempt < self.max_retries:
-                time.sleep(wait)
-        raise JudgeAPIError(f"{self.url}: gave up after {self.max_retries + 1} attempts, last: {reason}")
+            if attempt + 1 < attempts:
+                log.warning("%s: attempt %d/%d failed (%s); retrying in %.1fs", self.url, attempt + 1, attempts,
+                            reason, wait)
+                if self._stopped.wait(wait):
+                    raise Stopped(f"{self.url}: stopped after attempt {attempt + 1} ({reason})")
+        raise JudgeAPIError(f"{self.url}: gave up after {attempts} attempts, last: {reason}")
+
+    def stop(self) -> None:
+        """Requests in flight still finish, but none is retried or started any more."""
+        self._stopped.set()
 
     def close(self) -> None:
         self._http.close()

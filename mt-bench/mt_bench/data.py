@@ -9,7 +9,9 @@ Inputs, in FastChat's `llm_judge` layout, read from a data directory:
 The default data directory is the one inside a source install of FastChat (`pip install -e .` of its
 repository); the PyPI wheel of `fschat` does not ship the data, so otherwise pass `--data_dir` (see
 README.md for the download). Outputs are JSONL written one complete line at a time and fsynced, so an
-interrupted run keeps every finished record and a rerun skips them.
+interrupted run keeps every finished record and a rerun skips them. Every file is checked as it is
+read: a missing file, a line that is not UTF-8 or JSON, or a field of the wrong type is a UsageError
+naming the file and line.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import os
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
+
+from mt_bench.cli import UsageError
 
 CATEGORIES = ("writing", "roleplay", "reasoning", "math", "coding", "extraction", "stem", "humanities")
 DOWNLOAD_URL = "https://raw.githubusercontent.com/lm-sys/FastChat/main/fastchat/llm_judge/data"
@@ -41,7 +45,7 @@ def resolve_data_dir(data_dir: str | None) -> Path:
     path = Path(data_dir) if data_dir else default_data_dir()
     if path is None or not (path / "question.jsonl").is_file():
         where = f"{path}/question.jsonl" if path else "FastChat's source tree (fschat is not installed from source)"
-        raise FileNotFoundError(
+        raise UsageError(
             f"MT-bench data not found at {where}. Pass --data_dir DIR holding question.jsonl, "
             f"reference_answer/gpt-4.jsonl and judge_prompts.jsonl, e.g. downloaded from {DOWNLOAD_URL}/"
             "mt_bench/question.jsonl, .../mt_bench/reference_answer/gpt-4.jsonl and .../judge_prompts.jsonl")
@@ -49,12 +53,24 @@ def resolve_data_dir(data_dir: str | None) -> Path:
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
-    """Every record of a JSONL file; a bad line is an error naming the file and line.
+    """Every record of a JSONL file (see numbered_records)."""
+    return [record for _, record in numbered_records(path)]
+
+
+def numbered_records(path: str | Path) -> list[tuple[int, dict]]:
+    """(line number, record) for every record of a JSONL file; a missing file or a bad line is a
+    UsageError naming them.
 
     A last line without its newline is what a crash in the middle of a write leaves: it is dropped
     with a warning (append_jsonl removes it before writing more)."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        raise UsageError(f"{path}:{line}: not UTF-8 text ({e.reason}): expected a JSONL file") from None
     lines = text.split("\n")
     if lines[-1].strip() and not text.endswith("\n"):
         warnings.warn(f"{path}:{len(lines)}: ignoring an unfinished last line (interrupted write)", stacklevel=2)
@@ -65,10 +81,10 @@ def read_jsonl(path: str | Path) -> list[dict]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+            raise UsageError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
         if not isinstance(record, dict):
-            raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
-        records.append(record)
+            raise UsageError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
+        records.append((lineno, record))
     return records
 
 
@@ -106,10 +122,12 @@ def _drop_unfinished_line(path: Path) -> None:
             f.truncate(data.rfind(b"\n") + 1)
 
 
-def _require(record: dict, path: Path, lineno: int, key: str, kind: type) -> object:
+def _require(record: dict, path: Path, lineno: int, key: str, kind: type | tuple[type, ...]) -> object:
     value = record.get(key)
-    if not isinstance(value, kind):
-        raise ValueError(f"{path}:{lineno}: field '{key}' must be {kind.__name__}, got {value!r:.80}")
+    # JSON true/false are Python bools, which are ints too: never a valid id, turn or score.
+    if not isinstance(value, kind) or isinstance(value, bool):
+        name = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise UsageError(f"{path}:{lineno}: field '{key}' must be {name}, got {value!r:.80}")
     return value
 
 
@@ -117,14 +135,14 @@ def load_questions(data_dir: str | Path, begin: int | None = None, end: int | No
     """The questions of question.jsonl, checked; begin/end slice them as FastChat's do."""
     path = Path(data_dir) / "question.jsonl"
     questions, seen = [], set()
-    for lineno, q in enumerate(read_jsonl(path), start=1):
+    for lineno, q in numbered_records(path):
         qid = _require(q, path, lineno, "question_id", int)
         _require(q, path, lineno, "category", str)
         turns = _require(q, path, lineno, "turns", list)
         if not turns or not all(isinstance(t, str) for t in turns):
-            raise ValueError(f"{path}:{lineno}: 'turns' must be a non-empty list of strings")
+            raise UsageError(f"{path}:{lineno}: 'turns' must be a non-empty list of strings")
         if qid in seen:
-            raise ValueError(f"{path}:{lineno}: duplicate question_id {qid}")
+            raise UsageError(f"{path}:{lineno}: duplicate question_id {qid}")
         seen.add(qid)
         questions.append(q)
     return questions[begin:end]
@@ -134,20 +152,50 @@ def load_answers(path: str | Path) -> dict[int, dict]:
     """Answers in FastChat's model_answer format by question_id (the last one wins, as in FastChat)."""
     path = Path(path)
     answers = {}
-    for lineno, a in enumerate(read_jsonl(path), start=1):
+    for lineno, a in numbered_records(path):
         qid = _require(a, path, lineno, "question_id", int)
         choices = _require(a, path, lineno, "choices", list)
-        if not choices or not isinstance(choices[0].get("turns"), list):
-            raise ValueError(f"{path}:{lineno}: 'choices' must hold at least one {{'turns': [...]}}")
+        turns = choices[0].get("turns") if choices and isinstance(choices[0], dict) else None
+        if not isinstance(turns, list) or not all(isinstance(t, str) for t in turns):
+            raise UsageError(f"{path}:{lineno}: 'choices' must hold at least one {{'turns': [strings]}}")
         answers[qid] = a
     return answers
+
+
+def load_judgments(path: str | Path, pairwise: bool = False) -> list[dict]:
+    """Judgment records, checked: single-answer (FastChat's format, a numeric score) or pairwise games."""
+    path = Path(path)
+    kinds = {"question_id": int, "turn": int, "judge": list}
+    kinds.update({"model_1": str, "model_2": str, "game": int, "winner": str} if pairwise
+                 else {"model": str, "score": (int, float)})
+    records = []
+    for lineno, j in numbered_records(path):
+        for key, kind in kinds.items():
+            _require(j, path, lineno, key, kind)
+        if not j["judge"] or not isinstance(j["judge"][0], str):
+            raise UsageError(f"{path}:{lineno}: field 'judge' must be [judge model, prompt name], "
+                             f"got {j['judge']!r:.80}")
+        if pairwise and j["winner"] not in ("model_1", "model_2", "tie", "error"):
+            raise UsageError(f"{path}:{lineno}: field 'winner' must be model_1, model_2, tie or error, "
+                             f"got {j['winner']!r:.80}")
+        records.append(j)
+    return records
+
+
+def check_question_ids(ids: Iterable[int], questions: list[dict], path: str | Path, data_dir: str | Path) -> None:
+    """A UsageError when a file (answers, judgments) is about questions that question.jsonl lacks."""
+    unknown = sorted(set(ids) - {q["question_id"] for q in questions})
+    if unknown:
+        shown = ", ".join(map(str, unknown[:5])) + (", ..." if len(unknown) > 5 else "")
+        raise UsageError(f"{path}: {len(unknown)} question ids not in {Path(data_dir) / 'question.jsonl'} ({shown}): "
+                         "a file for another question set, or the wrong --data_dir?")
 
 
 def load_reference_answers(data_dir: str | Path, model: str = "gpt-4") -> dict[int, list[str]]:
     """Reference answer turns by question_id, from reference_answer/<model>.jsonl."""
     path = Path(data_dir) / "reference_answer" / f"{model}.jsonl"
     if not path.is_file():
-        raise FileNotFoundError(f"reference answers not found: {path} (see --ref_model)")
+        raise UsageError(f"reference answers not found: {path} (see --ref_model)")
     return {qid: a["choices"][0]["turns"] for qid, a in load_answers(path).items()}
 
 
@@ -157,9 +205,9 @@ def load_judge_prompts(data_dir: str | Path) -> dict[str, dict]:
     candidates = [data_dir / "judge_prompts.jsonl", data_dir.parent / "judge_prompts.jsonl"]
     path = next((p for p in candidates if p.is_file()), None)
     if path is None:
-        raise FileNotFoundError(f"judge_prompts.jsonl not found in {data_dir} or its parent")
+        raise UsageError(f"judge_prompts.jsonl not found in {data_dir} or its parent (see --data_dir)")
     prompts = {}
-    for lineno, p in enumerate(read_jsonl(path), start=1):
+    for lineno, p in numbered_records(path):
         for key in ("name", "type", "system_prompt", "prompt_template"):
             _require(p, path, lineno, key, str)
         prompts[p["name"]] = p

@@ -17,7 +17,6 @@ each request takes the next one ("ok" when the queue is empty):
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import threading
@@ -25,6 +24,9 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from mt_bench import cli
+from mt_bench.cli import UsageError
 
 
 FAULTS = ("ok", "429", "500", "slow", "malformed", "unrated", "401")
@@ -121,13 +123,24 @@ def _handler(judge: FakeJudge) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1")
-    port = parser.parse_args().port
-    with FakeJudge(port=port) as fake:
-        print(f"fake judge at {fake.api_base} (Ctrl-C to stop)")
+def main(argv: list[str] | None = None) -> None:
+    parser = cli.argument_parser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (0: any free one)")
+    port = parser.parse_args(argv).port
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port {port}: must be from 0 to 65535")
+    try:
+        fake = FakeJudge(port=port)
+    except OSError as e:
+        raise UsageError(f"--port {port}: cannot listen on it ({e.strerror}): choose another port, "
+                         "or 0 for a free one") from None
+    with fake:
+        print(f"fake judge at {fake.api_base} (Ctrl-C or SIGTERM to stop)", flush=True)
         try:
             threading.Event().wait()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # the way to stop it, not an error
             pass
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -4,31 +4,39 @@ Both turns of each question are answered in one conversation (the first answer i
 the second), at FastChat's per-category temperature (greedy below 1e-4; top_p/top_k from the model's
 generation_config, as in FastChat), in batches of questions of one category. Answers go to
 <out_dir>/model_answer/<model_id>.jsonl in FastChat's format, appended batch by batch; a rerun skips
-the question ids already there, so an interrupted run loses nothing.
+the question ids already there, so an interrupted run (Ctrl-C, SIGTERM, a crash) loses at most the
+batch being answered.
 
     python -m mt_bench.generate --model_path meta-llama/Meta-Llama-3-8B --model_id llama3-8b-base \\
         --template default --data_dir ../shared/data/mt_bench
 
 `--model_path` may be a hub name, a local directory or a LoRA adapter directory (its base model is read
-from adapter_config.json, or given with --base_model; the adapter is merged for generation).
+from adapter_config.json, or given with --base_model; the adapter is merged for generation). A hub
+name is checked before anything is loaded: when the hub cannot be reached, only the local cache is
+tried, so a model that is not there is an error at once rather than minutes of retries.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
 
+import httpx
 import shortuuid
 import torch
+from huggingface_hub import constants as hub_constants
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 from tqdm import tqdm
-from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from mt_bench.data import OUTPUT_DIR, append_jsonl, load_answers, load_questions, resolve_data_dir, rewrite_jsonl
-from mt_bench.templates import Prompter, make_prompter
+from mt_bench import cli
+from mt_bench.cli import Interrupted, UsageError
+from mt_bench.data import (OUTPUT_DIR, append_jsonl, check_question_ids, load_answers, load_questions,
+                           resolve_data_dir, rewrite_jsonl)
+from mt_bench.templates import Prompter, check_template, make_prompter
 
 # FastChat's llm_judge temperatures by category; other categories get 0.7, as there.
 TEMPERATURE = {"writing": 0.7, "roleplay": 0.7, "extraction": 0.0, "math": 0.0, "coding": 0.0,
@@ -49,11 +57,61 @@ class GenerateArgs:
     max_new_tokens: int = field(default=1024, metadata={"help": "answer length limit per turn (FastChat: 1024)"})
     batch_size: int = field(default=8, metadata={"help": "questions answered together"})
     num_choices: int = field(default=1, metadata={"help": "answers per question"})
-    dtype: str = field(default="auto", metadata={"help": "auto|bfloat16|float16|float32"})
+    dtype: str = field(default="auto", metadata={"help": "weights' dtype",
+                                                 "choices": ["auto", "bfloat16", "float16", "float32"]})
     device: str = field(default="auto", metadata={"help": "auto (cuda if available), cpu, cuda, cuda:1, ..."})
     seed: int = field(default=0, metadata={"help": "sampling seed (choice i uses seed + i, as FastChat's i)"})
     question_begin: int | None = field(default=None, metadata={"help": "slice of the questions: first index"})
     question_end: int | None = field(default=None, metadata={"help": "slice of the questions: end index"})
+
+    def __post_init__(self):  # checked before the model is loaded
+        for name in ("max_new_tokens", "batch_size", "num_choices"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name} {getattr(self, name)}: must be at least 1")
+        try:
+            check_template(self.template)
+        except ValueError as e:
+            raise UsageError(f"--template: {e}") from None
+        if self.device != "auto":
+            try:
+                device = torch.device(self.device)
+            except RuntimeError:
+                raise UsageError(f"--device {self.device}: not a device; use auto, cpu, cuda or cuda:N") from None
+            if device.type == "cuda" and not torch.cuda.is_available():
+                raise UsageError(f"--device {self.device}: no CUDA GPU here; use --device cpu (or auto)")
+
+
+def hub_offline(path: str, flag: str) -> bool:
+    """Whether `path`, not a local one, must come from the Hugging Face cache alone (the hub cannot be
+    reached); a UsageError when it is neither a local path nor a hub name."""
+    if Path(path).exists():
+        return False
+    try:
+        validate_repo_id(path)
+    except HFValidationError:
+        raise UsageError(f"{flag} {path}: no such directory (nor a hub name, owner/name)") from None
+    if hub_constants.HF_HUB_OFFLINE:
+        return True
+    try:
+        httpx.head(hub_constants.ENDPOINT, timeout=10)
+    except httpx.TransportError:
+        return True
+    return False
+
+
+def from_pretrained(auto_class, path: str, flag: str, **kwargs):
+    """auto_class.from_pretrained(path), a failure being a UsageError that says what to pass instead."""
+    offline = hub_offline(path, flag)
+    if offline and auto_class is AutoModelForCausalLM:  # transformers does not pass it on to its adapter lookup
+        kwargs["adapter_kwargs"] = {"local_files_only": True}
+    try:
+        return auto_class.from_pretrained(path, local_files_only=offline, **kwargs)
+    except (OSError, ValueError) as e:
+        if offline:
+            raise UsageError(f"{flag} {path}: not found locally and there is no network: pass a local model "
+                             "directory") from e
+        first_line = (str(e).strip() or type(e).__name__).splitlines()[0]
+        raise UsageError(f"{flag} {path}: cannot load it ({first_line})") from e
 
 
 def load_model(model_path: str, base_model: str | None, dtype: str, device: str):
@@ -62,20 +120,33 @@ def load_model(model_path: str, base_model: str | None, dtype: str, device: str)
     torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
     if adapter_config.is_file():
         from peft import PeftModel
-        base = base_model or json.loads(adapter_config.read_text())["base_model_name_or_path"]
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype)
+        base, flag = base_model, "--base_model"
+        if not base:
+            base, flag = _adapter_base(adapter_config), f"{adapter_config}: base_model_name_or_path"
+        model = from_pretrained(AutoModelForCausalLM, base, flag, dtype=torch_dtype)
         model = PeftModel.from_pretrained(model, model_path).merge_and_unload()
         has_tokenizer = any((Path(model_path) / f).is_file() for f in ("tokenizer.json", "tokenizer.model"))
-        tokenizer = AutoTokenizer.from_pretrained(model_path if has_tokenizer else base)
+        tokenizer_path, tokenizer_flag = (model_path, "--model_path") if has_tokenizer else (base, flag)
+        tokenizer = from_pretrained(AutoTokenizer, tokenizer_path, tokenizer_flag)
     else:
-        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype)
-        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        model = from_pretrained(AutoModelForCausalLM, model_path, "--model_path", dtype=torch_dtype)
+        tokenizer = from_pretrained(AutoTokenizer, model_path, "--model_path")
     tokenizer.padding_side = "left"  # generation continues at the right end of every row
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     return model.to(device).eval(), tokenizer
+
+
+def _adapter_base(adapter_config: Path) -> str:
+    try:
+        base = json.loads(adapter_config.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (ValueError, AttributeError):  # not JSON, not UTF-8 (both ValueErrors), not an object
+        base = None
+    if not isinstance(base, str) or not base:
+        raise UsageError(f"{adapter_config}: no base_model_name_or_path in it: pass --base_model")
+    return base
 
 
 @torch.inference_mode()
@@ -137,18 +208,37 @@ def answer_batch(model, tokenizer, prompter: Prompter, questions: list[dict], ar
 
 
 def generate(args: GenerateArgs) -> Path:
-    questions = load_questions(resolve_data_dir(args.data_dir), args.question_begin, args.question_end)
+    data_dir = resolve_data_dir(args.data_dir)
+    all_questions = load_questions(data_dir)
+    questions = all_questions[args.question_begin:args.question_end]
+    if not questions:
+        raise UsageError(f"--question_begin {args.question_begin} --question_end {args.question_end}: no question "
+                         f"of the {len(all_questions)} in that slice")
     answer_file = Path(args.answer_file or Path(args.out_dir) / "model_answer" / f"{args.model_id}.jsonl")
-    done = load_answers(answer_file) if answer_file.is_file() else {}
+    done = load_answers(answer_file) if answer_file.exists() else {}
+    check_question_ids(done, all_questions, answer_file, data_dir)
+    others = sorted({a.get("model_id") for a in done.values()} - {args.model_id}, key=str)
+    if others:
+        raise UsageError(f"{answer_file}: holds answers of model_id {others}, not {args.model_id!r}: pass another "
+                         "--answer_file, or the --model_id those answers were made with")
     todo = [q for q in questions if q["question_id"] not in done]
     print(f"{args.model_id}: {len(questions) - len(todo)} of {len(questions)} questions already answered in {answer_file}")
     if todo:
         model, tokenizer = load_model(args.model_path, args.base_model, args.dtype, args.device)
-        prompter = make_prompter(args.template, tokenizer, args.model_path, args.system_message)
-        with tqdm(total=len(todo), desc=f"answering ({args.model_id})", unit="question") as bar:
-            for batch in make_batches(todo, args.batch_size):
-                append_jsonl(answer_file, answer_batch(model, tokenizer, prompter, batch, args))
-                bar.update(len(batch))
+        try:
+            prompter = make_prompter(args.template, tokenizer, args.model_path, args.system_message)
+        except ValueError as e:  # the one thing check_template could not know: a tokenizer without a chat template
+            raise UsageError(str(e)) from None
+        answered = 0
+        try:
+            with tqdm(total=len(todo), desc=f"answering ({args.model_id})", unit="question") as bar:
+                for batch in make_batches(todo, args.batch_size):
+                    append_jsonl(answer_file, answer_batch(model, tokenizer, prompter, batch, args))
+                    answered += len(batch)
+                    bar.update(len(batch))
+        except KeyboardInterrupt:
+            raise Interrupted(f"interrupted: {answered} of {len(todo)} questions answered now and saved in "
+                              f"{answer_file}; a rerun of the same command continues where it stopped") from None
     # Sorted by question id and deduplicated, as FastChat's reorg_answer_file leaves it.
     answers = load_answers(answer_file)
     rewrite_jsonl(answer_file, [answers[k] for k in sorted(answers)])
@@ -156,9 +246,8 @@ def generate(args: GenerateArgs) -> Path:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    (args,) = HfArgumentParser(GenerateArgs).parse_args_into_dataclasses(args=argv)
-    return generate(args)
+    return generate(cli.parse_args(GenerateArgs, argv))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    cli.run(main)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from mt_bench.cli import UsageError
 from mt_bench.scores import parse_rating, parse_verdict
 
 NEED_REF_CATS = ("math", "reasoning", "coding")  # judged against reference answers, as in FastChat
@@ -82,9 +83,10 @@ def answered(questions: list[dict], answers: dict[int, dict], answer_file: Path,
             continue
         turns, n = answers[qid]["choices"][0]["turns"], min(len(q["turns"]), 2)
         if len(turns) < n:
-            raise ValueError(f"{answer_file}: question {qid} has {len(turns)} answer turns, needs {n}")
+            raise UsageError(f"{answer_file}: question {qid} has {len(turns)} answer turns, needs {n} "
+                             "(regenerate it: delete its line and rerun mt_bench.generate)")
         if q["category"] in NEED_REF_CATS and qid not in refs:
-            raise ValueError(f"no reference answer for question {qid} ({q['category']}); see --ref_model")
+            raise UsageError(f"no reference answer for question {qid} ({q['category']}); see --ref_model")
         yield q, turns, refs.get(qid) if q["category"] in NEED_REF_CATS else None, n
     if missing:
         warnings.warn(f"{answer_file}: {missing} questions have no answer and are not judged", stacklevel=2)

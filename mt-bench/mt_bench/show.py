@@ -16,9 +16,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import HfArgumentParser
-
-from mt_bench.data import CATEGORIES, OUTPUT_DIR, load_questions, read_jsonl, resolve_data_dir
+from mt_bench import cli
+from mt_bench.cli import UsageError
+from mt_bench.data import CATEGORIES, OUTPUT_DIR, check_question_ids, load_judgments, load_questions, resolve_data_dir
 from mt_bench.scores import Summary, WinRate, summarize, win_rates
 from mt_bench.table2 import CONFIG, load_runs, table2
 
@@ -96,7 +96,7 @@ def log_wandb(args: ShowArgs, tables: dict[str, tuple[list[str], list[list]]], s
     try:
         import wandb
     except ImportError:
-        raise SystemExit("--wandb_project needs wandb: pip install wandb") from None
+        raise UsageError("--wandb_project needs wandb: pip install wandb (tables and plot are written)") from None
     run = wandb.init(project=args.wandb_project, name=args.wandb_run_name, job_type="mt-bench")
     for name, (header, rows) in tables.items():
         data = [[None if missing(v) else v for v in row] for row in rows]
@@ -108,29 +108,47 @@ def log_wandb(args: ShowArgs, tables: dict[str, tuple[list[str], list[list]]], s
     run.finish()
 
 
+def load(path: str, data_dir: Path, questions: list[dict], pairwise: bool = False) -> list[dict]:
+    """The judgments of a file, checked to be about these questions."""
+    if not Path(path).exists():
+        flag, mode = ("--pairwise_file", " --mode pairwise-baseline") if pairwise else ("--judgment_file", "")
+        raise UsageError(f"{flag} {path}: no such file (run mt_bench.judge{mode} first)")
+    judgments = load_judgments(path, pairwise)
+    check_question_ids((j["question_id"] for j in judgments), questions, path, data_dir)
+    return judgments
+
+
 def show(args: ShowArgs) -> dict[str, Summary]:
-    questions = load_questions(resolve_data_dir(args.data_dir))
+    data_dir = resolve_data_dir(args.data_dir)
+    questions = load_questions(data_dir)
     categories = {q["question_id"]: q["category"] for q in questions}
-    by_model = summarize(read_jsonl(args.judgment_file), categories, args.judge_model)
+    judgments = load(args.judgment_file, data_dir, questions)
+    by_model = summarize(judgments, categories, args.judge_model)
+    if not by_model:
+        judges = sorted({j["judge"][0] for j in judgments})
+        if judges:
+            raise UsageError(f"{args.judgment_file}: no judgments by --judge_model {args.judge_model}; "
+                             f"judges in it: {judges}")
+        raise UsageError(f"{args.judgment_file}: no judgments in it (run mt_bench.judge first)")
     models = args.model_list or sorted(by_model)
     missing = [m for m in models if m not in by_model]
     if missing:
-        raise SystemExit(f"{args.judgment_file}: no judgments for {missing}; judged: {sorted(by_model)}")
+        raise UsageError(f"{args.judgment_file}: no judgments for {missing} (see --model_list); judged: {sorted(by_model)}")
     summaries = [by_model[m] for m in models]
     for s in summaries:
         if s.judged + s.unparsed < 2 * len(questions):
             print(f"warning: {s.model} has {s.judged + s.unparsed} of {2 * len(questions)} judgments: "
                   "scores are not comparable with full runs", file=sys.stderr)
 
-    out = Path(args.results_dir)
-    out.mkdir(parents=True, exist_ok=True)
     tables = {"results": results_table(summaries)}
     if args.table2_config:
         scores = {s.model: s.overall for s in summaries}
         tables["table2"] = table2(load_runs(args.table2_config), scores)
     if args.pairwise_file:
-        rates = win_rates(read_jsonl(args.pairwise_file), args.judge_model)
+        rates = win_rates(load(args.pairwise_file, data_dir, questions, pairwise=True), args.judge_model)
         tables["pairwise"] = pairwise_table([r for r in rates.values() if r.model in models])
+    out = Path(args.results_dir)  # made only once every input has been read without error
+    out.mkdir(parents=True, exist_ok=True)
     for name, (header, rows) in tables.items():
         (out / f"{name}.md").write_text(to_markdown(header, rows))
         write_csv(out / f"{name}.csv", header, rows)
@@ -143,9 +161,8 @@ def show(args: ShowArgs) -> dict[str, Summary]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Summary]:
-    (args,) = HfArgumentParser(ShowArgs).parse_args_into_dataclasses(args=argv)
-    return show(args)
+    return show(cli.parse_args(ShowArgs, argv))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    cli.run(main)

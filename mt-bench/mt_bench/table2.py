@@ -10,11 +10,13 @@ model) and paper (the published MT-bench score, or null). scripts/table2.sh loop
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import yaml
+
+from mt_bench import cli
+from mt_bench.cli import UsageError
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "table2.yaml"
 
@@ -30,15 +32,26 @@ class Run:
 
 
 def load_runs(path: str | Path = CONFIG) -> list[Run]:
-    """The runs of a Table 2 config; a bad entry is an error naming the file and entry."""
-    config = yaml.safe_load(Path(path).read_text())
+    """The runs of a Table 2 config; a missing file or a bad entry is a UsageError naming them."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such Table 2 config (see configs/table2.yaml for the format)")
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as e:
+        raise UsageError(f"{path}:{e.problem_mark.line + 1}: not valid YAML ({e.problem})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise UsageError(f"{path}: not a YAML file ({e})") from None
     if not isinstance(config, dict) or not isinstance(config.get("runs"), list):
-        raise ValueError(f"{path}: expected a mapping with a list under 'runs'")
+        raise UsageError(f"{path}: expected a mapping with a list under 'runs'")
     names = [f.name for f in fields(Run)]
     runs = []
     for i, entry in enumerate(config["runs"]):
         if not isinstance(entry, dict) or set(entry) != set(names):
-            raise ValueError(f"{path}: runs[{i}] must have exactly the keys {names}, got {entry!r}")
+            raise UsageError(f"{path}: runs[{i}] must have exactly the keys {names}, got {entry!r}")
+        if not all(isinstance(entry[k], str) for k in names if k != "paper") or \
+                not (entry["paper"] is None or isinstance(entry["paper"], (int, float))):
+            raise UsageError(f"{path}: runs[{i}]: paper must be a number or null, the other keys strings, got {entry!r}")
         runs.append(Run(**entry))
     return runs
 
@@ -59,6 +72,14 @@ def table2(runs: list[Run], scores: dict[str, float]) -> tuple[list[str], list[l
     return header, rows
 
 
-if __name__ == "__main__":
-    for run in load_runs(sys.argv[1] if len(sys.argv) > 1 else CONFIG):
+def main(argv: list[str] | None = None) -> list[Run]:
+    parser = cli.argument_parser(description="Print a Table 2 config's runs, one model_id<TAB>path<TAB>template line each.")
+    parser.add_argument("config", nargs="?", default=str(CONFIG), help="Table 2 config (default: configs/table2.yaml)")
+    runs = load_runs(parser.parse_args(argv).config)
+    for run in runs:
         print(f"{run.model_id}\t{run.path}\t{run.template}")
+    return runs
+
+
+if __name__ == "__main__":
+    cli.run(main)

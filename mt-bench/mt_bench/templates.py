@@ -88,8 +88,23 @@ def render(template: Template, queries: list[str], answers: list[str], system: s
     return "".join(parts)
 
 
+def check_template(name: str) -> None:
+    """A ValueError for a template name make_prompter does not know; needs no tokenizer, so a command
+    can say so before it loads a model."""
+    kind, _, conv_name = name.partition(":")
+    if kind == "fschat" and conv_name:
+        from fastchat.conversation import conv_templates
+        if conv_name not in conv_templates:
+            raise ValueError(f"unknown FastChat template {conv_name!r}: use a name of "
+                             "fastchat.conversation.conv_templates, e.g. vicuna_v1.1 or llama-2")
+    elif name not in (*TEMPLATES, "chat_template", "fschat"):
+        raise ValueError(f"unknown template {name!r}: use one of {sorted(TEMPLATES)}, chat_template, "
+                         "fschat or fschat:<FastChat template name>")
+
+
 def make_prompter(name: str, tokenizer, model_path: str = "", system: str | None = None) -> Prompter:
     """The Prompter for a template name (see the module docstring); `system` overrides the default."""
+    check_template(name)
     if name in TEMPLATES:
         t = TEMPLATES[name]
         sys_msg = t.system if system is None else system
@@ -108,17 +123,12 @@ def make_prompter(name: str, tokenizer, model_path: str = "", system: str | None
             return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
         return Prompter(render_chat, (), add_special_tokens=False)
-    if name == "fschat" or name.startswith("fschat:"):
-        return _fschat_prompter(name.partition(":")[2], model_path, system)
-    raise ValueError(f"unknown template {name!r}: use one of {sorted(TEMPLATES)}, chat_template, "
-                     "fschat or fschat:<FastChat template name>")
+    return _fschat_prompter(name.partition(":")[2], model_path, system)
 
 
 def _fschat_prompter(conv_name: str, model_path: str, system: str | None) -> Prompter:
     if conv_name:
         from fastchat.conversation import conv_templates
-        if conv_name not in conv_templates:
-            raise ValueError(f"unknown FastChat template {conv_name!r}: use one of {sorted(conv_templates)}")
         base = conv_templates[conv_name].copy()
     else:
         from fastchat.model import get_conversation_template  # slow import: only when asked for

@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from mt_bench.data import (CATEGORIES, append_jsonl, load_judge_prompts, load_questions, load_reference_answers,
-                           read_jsonl, resolve_data_dir)
+from mt_bench.cli import UsageError
+from mt_bench.data import (CATEGORIES, append_jsonl, check_question_ids, load_judge_prompts, load_judgments,
+                           load_questions, load_reference_answers, read_jsonl, resolve_data_dir)
 from mt_bench.judge import NEED_REF_CATS
 
 
@@ -32,22 +33,45 @@ def test_judge_prompts_one_level_up_as_in_fastchat(tmp_path, data_dir):
 
 
 def test_missing_data_dir_says_where_to_get_it(tmp_path):
-    with pytest.raises(FileNotFoundError, match="question.jsonl.*--data_dir.*raw.githubusercontent"):
+    with pytest.raises(UsageError, match="question.jsonl.*--data_dir.*raw.githubusercontent"):
         resolve_data_dir(str(tmp_path))
 
 
 def test_bad_lines_name_file_and_line(tmp_path):
     bad_json = tmp_path / "question.jsonl"
     bad_json.write_text('{"question_id": 1, "category": "math", "turns": ["a"]}\n{oops\n')
-    with pytest.raises(ValueError, match=r"question.jsonl:2: not valid JSON"):
+    with pytest.raises(UsageError, match=r"question.jsonl:2: not valid JSON"):
         load_questions(tmp_path)
     bad_json.write_text('{"question_id": 1, "category": "math", "turns": ["a"]}\n'
                         '{"question_id": "2", "category": "math", "turns": ["a"]}\n')
-    with pytest.raises(ValueError, match=r"question.jsonl:2: field 'question_id' must be int"):
+    with pytest.raises(UsageError, match=r"question.jsonl:2: field 'question_id' must be int"):
         load_questions(tmp_path)
     bad_json.write_text('{"question_id": 1, "category": "math", "turns": ["a"]}\n' * 2)
-    with pytest.raises(ValueError, match=r"question.jsonl:2: duplicate question_id 1"):
+    with pytest.raises(UsageError, match=r"question.jsonl:2: duplicate question_id 1"):
         load_questions(tmp_path)
+    bad_json.write_text('{"question_id": 1, "category": "math", "turns": ["a"]}\n\n{"question_id": true}\n')
+    with pytest.raises(UsageError, match=r"question.jsonl:3: field 'question_id' must be int, got True"):
+        load_questions(tmp_path)  # line numbers count blank lines; a bool is no id
+    bad_json.write_bytes(b'{"question_id": 1, "category": "math", "turns": ["a"]}\n{"turns": ["\xe9"]}\n')
+    with pytest.raises(UsageError, match=r"question.jsonl:2: not UTF-8 text"):
+        load_questions(tmp_path)
+    with pytest.raises(UsageError, match=r"nothing.jsonl: no such file"):
+        read_jsonl(tmp_path / "nothing.jsonl")
+
+
+def test_judgments_are_checked(tmp_path, data_dir):
+    path = tmp_path / "j.jsonl"
+    good = {"question_id": 81, "model": "m", "judge": ["gpt-4", "single-v1"], "turn": 1, "score": 7.0}
+    append_jsonl(path, [good, {**good, "score": "7"}])
+    with pytest.raises(UsageError, match=r"j.jsonl:2: field 'score' must be int or float, got '7'"):
+        load_judgments(path)
+    path.unlink()
+    game = {"question_id": 81, "model_1": "m", "model_2": "b", "judge": ["gpt-4", "pair-v2"], "turn": 1, "game": 1}
+    append_jsonl(path, [{**game, "winner": "model_1"}, {**game, "winner": "A"}])
+    with pytest.raises(UsageError, match=r"j.jsonl:2: field 'winner' must be model_1, model_2, tie or error"):
+        load_judgments(path, pairwise=True)
+    with pytest.raises(UsageError, match=r"j.jsonl: 1 question ids not in .*question.jsonl \(7\): a file for another"):
+        check_question_ids([81, 7], load_questions(data_dir), path, data_dir)
 
 
 def test_append_after_an_interrupted_write(tmp_path):

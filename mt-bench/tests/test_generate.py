@@ -72,3 +72,24 @@ def test_lora_adapter_dir(tiny_model, data_dir, tmp_path):
 def test_other_templates(tiny_model, data_dir, tmp_path, template):
     answers = read_jsonl(run(tiny_model, data_dir, tmp_path, "--question_end", "2", "--template", template))
     assert len(answers) == 2 and all(len(a["choices"][0]["turns"]) == 2 for a in answers)
+
+
+def test_ctrl_c_keeps_the_batches_answered(tiny_model, data_dir, tmp_path, monkeypatch):
+    real_answer_batch = generate.answer_batch
+    calls = []
+
+    def interrupted_in_batch_2(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_answer_batch(*args)
+
+    monkeypatch.setattr(generate, "answer_batch", interrupted_in_batch_2)
+    with pytest.raises(KeyboardInterrupt, match="interrupted: 8 of 16 questions answered now .* a rerun of the same "
+                                                "command continues where it stopped"):
+        run(tiny_model, data_dir, tmp_path, "--question_end", "16")
+    path = tmp_path / "model_answer" / "tiny.jsonl"
+    assert [a["question_id"] for a in read_jsonl(path)] == list(range(81, 89))
+    monkeypatch.setattr(generate, "answer_batch", real_answer_batch)
+    run(tiny_model, data_dir, tmp_path, "--question_end", "16")
+    assert [a["question_id"] for a in read_jsonl(path)] == list(range(81, 97))

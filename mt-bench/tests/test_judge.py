@@ -1,14 +1,23 @@
 """Judging against a real local endpoint that fails in every way: each judgment is recorded exactly once."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
 from mt_bench import judge
+from mt_bench.cli import UsageError
 from mt_bench.client import JudgeAPIError
 from mt_bench.data import append_jsonl, load_judge_prompts, load_questions, load_reference_answers, read_jsonl
 from mt_bench.fake_judge import FakeJudge, fake_rating, fake_verdict
 from mt_bench.prompts import NEED_REF_CATS, pair_match, single_match
+
+MT_BENCH = Path(__file__).resolve().parents[1]
 
 
 def write_answers(out_dir, data_dir, models):
@@ -108,7 +117,7 @@ def test_a_crashed_run_resumes_without_paying_twice(tmp_path, data_dir, monkeypa
 
 
 def test_missing_answers_are_reported(tmp_path, data_dir):
-    with pytest.raises(FileNotFoundError, match="no answers for model 'ghost'.*ghost.jsonl"):
+    with pytest.raises(UsageError, match="no answers for model 'ghost'.*ghost.jsonl"):
         judge.main(["--model_list", "ghost", "--data_dir", str(data_dir), "--out_dir", str(tmp_path)])
 
 
@@ -141,8 +150,63 @@ def test_ctrl_c_keeps_the_judgments_already_paid_for(tmp_path, data_dir, monkeyp
 
     monkeypatch.setattr(judge, "as_completed", interrupted_after_3)
     with FakeJudge(faults=["slow"] * 160, slow_seconds=0.2) as fake:  # slow, but within the timeout
-        with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(KeyboardInterrupt, match="a rerun of the same command continues where it stopped"):
             run_judge(fake, tmp_path, data_dir, ["m1"], "--timeout", "10")
     records = read_jsonl(tmp_path / "model_judgment" / "gpt-4_single.jsonl")
     assert 3 < len(records) < 160  # the requests not yet sent were cancelled
     assert Counter(r["user_prompt"] for r in records) == Counter(fake.served("slow"))  # none lost
+
+
+def judge_process(fake, out_dir, data_dir, *extra) -> subprocess.Popen:
+    """`python -m mt_bench.judge` as a user starts it."""
+    env = {**os.environ, "PYTHONPATH": str(MT_BENCH), "OPENAI_API_KEY": "sk-judge", "BADAM_DEBUG": ""}
+    return subprocess.Popen([sys.executable, "-m", "mt_bench.judge", "--model_list", "m1", "--data_dir", str(data_dir),
+                             "--out_dir", str(out_dir), "--api_base", fake.api_base, *extra],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigterm_records_the_requests_in_flight_and_a_rerun_completes(tmp_path, data_dir, monkeypatch):
+    write_answers(tmp_path, data_dir, ["m1"])
+    with FakeJudge(faults=["slow"] * 160, slow_seconds=1.0) as fake:
+        process = judge_process(fake, tmp_path, data_dir, "--parallel", "4", "--timeout", "30")
+        while len(fake.log) < 6:  # the first 4 are in, the next ones in flight
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.2)  # the replies in flight take 1 s: a second signal must not cut the wait short
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err and "still waiting for the requests in flight" in err
+    assert err.strip().splitlines()[-1].startswith("interrupted: ") and \
+        err.strip().endswith("a rerun of the same command continues where it stopped")
+    path = tmp_path / "model_judgment" / "gpt-4_single.jsonl"
+    first = read_jsonl(path)
+    # Every request the server got, those in flight at the signal included, is recorded, once.
+    assert 6 <= len(first) < 160
+    assert Counter(r["user_prompt"] for r in first) == Counter(fake.served("slow"))
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-judge")
+    with FakeJudge() as fake:
+        run_judge(fake, tmp_path, data_dir, ["m1"])
+    assert len(fake.log) == 160 - len(first)
+    assert not set(fake.served()) & {r["user_prompt"] for r in first}  # nothing asked twice
+    records = read_jsonl(path)
+    assert len({(r["question_id"], r["turn"]) for r in records}) == len(records) == 160
+
+
+def test_an_endpoint_that_refuses_connections_fails_within_seconds(tmp_path, data_dir):
+    write_answers(tmp_path, data_dir, ["m1"])
+    with FakeJudge() as fake:
+        pass  # stopped: its port refuses connections
+    start = time.monotonic()
+    process = judge_process(fake, tmp_path, data_dir, "--parallel", "1")  # the default retries and backoff
+    _, err = process.communicate(timeout=60)
+    assert time.monotonic() - start < 15  # 8 retries with backoff would take minutes
+    assert process.returncode == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        f"error: cannot connect to {fake.api_base}/chat/completions (ConnectError: [Errno 111] Connection refused), "
+        "3 times in a row: check --api_base (API_BASE for the scripts) and that the server is up")
+    for n in (1, 2):  # the retries were shown as they happened
+        assert f"{fake.api_base}/chat/completions: attempt {n}/9 failed (ConnectError" in err
+    assert not (tmp_path / "model_judgment" / "gpt-4_single.jsonl").exists()

@@ -8,6 +8,7 @@ import types
 import pytest
 
 from mt_bench import show
+from mt_bench.cli import UsageError
 from mt_bench.data import append_jsonl, load_questions
 from mt_bench.table2 import CONFIG, load_runs
 
@@ -86,7 +87,7 @@ def test_wandb_logging(judgments, data_dir, tmp_path, monkeypatch):
 
 
 def test_unknown_model(judgments, data_dir, tmp_path):
-    with pytest.raises(SystemExit, match=r"no judgments for \['ghost'\]"):
+    with pytest.raises(UsageError, match=r"no judgments for \['ghost'\]"):
         run_show(judgments, data_dir, tmp_path, "--model_list", "ghost")
 
 
@@ -100,5 +101,5 @@ def test_table2_config(tmp_path):
     assert out.splitlines()[0] == "llama2-7b-base\tmeta-llama/Llama-2-7b-hf\tdefault"
     bad = tmp_path / "t.yaml"
     bad.write_text("runs:\n  - {model_id: x, path: y}\n")
-    with pytest.raises(ValueError, match=r"t.yaml: runs\[0\] must have exactly the keys"):
+    with pytest.raises(UsageError, match=r"t.yaml: runs\[0\] must have exactly the keys"):
         load_runs(bad)
