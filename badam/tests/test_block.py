@@ -168,10 +168,23 @@ def test_embedding_and_lm_head_blocks():
         include_embedding=True, include_lm_head=True, switch_mode="ascending", switch_block_every=1,
     )
     assert optimizer.num_blocks == 4
-    assert optimizer.block_prefixes[0] == ["model.embed_tokens."] and optimizer.block_prefixes[-1] == ["lm_head."]
-    frozen = dict(model.named_parameters())["model.norm.weight"]
+    # The final norm trains with the head, as in the published package.
+    assert optimizer.block_prefixes[0] == ["model.embed_tokens."]
+    assert optimizer.block_prefixes[-1] == ["model.norm.", "lm_head."]
+    norm = dict(model.named_parameters())["model.norm.weight"]
+    before = norm.detach().clone()
     train(model, optimizer, 4)
-    assert not frozen.requires_grad, "a parameter in no block must stay frozen"
+    assert not torch.equal(norm, before)
+
+
+def test_a_parameter_in_no_block_stays_frozen():
+    model = tiny_llama()
+    optimizer = BlockOptimizer(torch.optim.AdamW(model.parameters()), list(model.named_parameters()),
+                               include_lm_head=True, switch_mode="ascending", switch_block_every=1)
+    embedding = model.model.embed_tokens.weight
+    before = embedding.detach().clone()
+    train(model, optimizer, 3)
+    assert not embedding.requires_grad and torch.equal(embedding, before)
 
 
 def test_lora_only_active_block_adapters_train():

@@ -8,9 +8,6 @@ from badam_tiny import tiny_llama, train
 
 from badam import BlockOptimizer, BlockOptimizerRatio
 
-RATIO_WARNING = "BlockOptimizerRatio takes the gradients during backward"
-
-
 def block_optimizer(model, named=None, **kwargs):
     named = list(model.named_parameters()) if named is None else named
     return BlockOptimizer(torch.optim.AdamW(model.parameters(), lr=1e-3), named, verbose=0, **kwargs)
@@ -70,9 +67,7 @@ def test_a_block_prefix_that_swallows_other_layers_warns_once():
 
 def ratio_optimizer(model, named=None, **kwargs):
     named = list(model.named_parameters()) if named is None else named
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", RATIO_WARNING)
-        return BlockOptimizerRatio(model.parameters(), named, **kwargs)
+    return BlockOptimizerRatio(model.parameters(), named, **kwargs)
 
 
 @pytest.mark.parametrize(
@@ -97,18 +92,5 @@ def test_ratio_named_parameters_list_takes_pairs_and_a_generator():
     model = tiny_llama()
     with pytest.raises(TypeError, match=r"\(name, parameter\) pairs.*model.parameters\(\) instead of"):
         ratio_optimizer(model, named=list(model.parameters()))
-    optimizer = ratio_optimizer(model, named=model.named_parameters())
+    optimizer = ratio_optimizer(model, named=model.named_parameters(), include_lm_head=True)
     assert [entry.name for entry in optimizer.entries][-1] == "lm_head.weight"
-
-
-def test_ratio_mode_warns_once_that_it_does_not_clip():
-    model = tiny_llama()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        optimizer = BlockOptimizerRatio(model.parameters(), list(model.named_parameters()), lr=1e-3)
-        train(model, optimizer, 3)
-    (warning,) = caught
-    message = str(warning.message)
-    assert message.startswith(RATIO_WARNING)
-    assert "clipping" in message and "not applied" in message and "grad_norm 0.0" in message
-    assert "max_grad_norm=0" in message and "optimizer.clip_grad_norm_(max_norm)" in message

@@ -22,8 +22,10 @@ def test_llama_layers_in_numeric_order():
 
 def test_embedding_and_lm_head_as_extra_blocks():
     blocks = infer_block_prefixes(LLAMA, include_embedding=True, include_lm_head=True)
-    assert blocks[0] == ["model.embed_tokens."] and blocks[-1] == ["lm_head."]
+    # The final norm trains with the head, as in the published package.
+    assert blocks[0] == ["model.embed_tokens."] and blocks[-1] == ["model.norm.", "lm_head."]
     assert len(blocks) == 7
+    assert infer_block_prefixes(LLAMA, include_lm_head=True)[-1] == ["model.norm.", "lm_head."]
 
 
 @pytest.mark.parametrize(

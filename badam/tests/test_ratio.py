@@ -29,6 +29,7 @@ def decay_groups(model, weight_decay=0.1, lr=1e-2):
 
 def ratio_optimizer(model, **kwargs):
     kwargs.setdefault("lr", 1e-2)
+    kwargs.setdefault("include_lm_head", True)
     return BlockOptimizerRatio(kwargs.pop("groups", model.parameters()), list(model.named_parameters()), **kwargs)
 
 
@@ -126,7 +127,7 @@ def test_scatter_subsets_are_seeded_and_sized():
 
     def build(seed):
         return BlockOptimizerRatio(model.parameters(), named, update_ratio=0.25, mask_mode="scatter",
-                                   switch_every=1, seed=seed)
+                                   switch_every=1, seed=seed, include_lm_head=True)
 
     first, again, other = build(0), build(0), build(1)
     for name, param in named[1:]:

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from badam_launch import launch
-from badam_tiny import tiny_llama
+from badam_tiny import batch, lm_loss, tiny_llama
 from distributed_worker import one_process_trainer_run
 from test_distributed import single_process_run
 
@@ -78,6 +78,17 @@ def test_partitioned_parameters_need_zero3_mode():
         BlockOptimizer(torch.optim.AdamW(model.parameters()), list(model.named_parameters()), verbose=0)
     with pytest.raises(ValueError, match="one process.*up_proj"):
         BlockOptimizerRatio(model.parameters(), list(model.named_parameters()))
+
+
+def test_zero3_mode_outside_deepspeed_is_refused_at_the_first_step():
+    """The published package ran such a run without switching blocks, with bf16 Adam states."""
+    model = tiny_llama()
+    optimizer = BlockOptimizer(torch.optim.AdamW(model.parameters()), list(model.named_parameters()), ds_zero3_enabled=True)
+    lm_loss(model, batch()).backward()
+    with pytest.raises(RuntimeError, match="ds_zero3_enabled=True, but this model is not under DeepSpeed ZeRO-3"):
+        optimizer.step()
+    assert not BlockOptimizer(torch.optim.AdamW(model.parameters()), list(model.named_parameters()),
+                              ds_zero3_enabled=None).ds_zero3_enabled
 
 
 def test_groups_keep_every_parameter_and_only_the_block_trains():

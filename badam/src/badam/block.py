@@ -78,7 +78,8 @@ class BlockOptimizer(Optimizer):
         start_block: the first active block (random: the rest of the first block-epoch is random).
         active_modules: name substrings of parameters that stay trainable throughout (e.g. a task head).
         include_embedding / include_lm_head: add the embedding / LM head as extra blocks.
-        verbose: 0 silent, 1 logs each switch, 2 also the trainable parameter names.
+        verbose: 0 silent, 1 logs each switch (logging, level INFO), 2 prints each switch and the
+            trainable parameter names (stdout, rank 0), as the published package does.
         log_fn: called as log_fn({"block": ..., "global_step": ..., "block_epoch": ...}) at each switch.
         seed: seed of the random block order.
         lora_mode: BREAD with LoRA ("all" or "partial"): blocks hold the base weights, which train
@@ -89,6 +90,7 @@ class BlockOptimizer(Optimizer):
         sgd_use_sign: use signSGD for the correction.
         ds_zero3_enabled: the model runs under DeepSpeed ZeRO-3, whose optimizer wrapper keeps the
             active block's fp32 masters and states (sharded) and runs the inner step; see badam.zero3.
+            step() outside DeepSpeed is refused; None means False.
     """
 
     def __init__(
@@ -109,7 +111,7 @@ class BlockOptimizer(Optimizer):
         sgd_mode: str = "disabled",
         sgd_lr_scaling: float = 1.0,
         sgd_use_sign: bool = False,
-        ds_zero3_enabled: bool = False,
+        ds_zero3_enabled: bool | None = False,
     ) -> None:
         if not isinstance(base_optimizer, Optimizer):
             raise TypeError(f"base_optimizer must be a torch.optim.Optimizer, got {type(base_optimizer).__name__}")
@@ -122,7 +124,7 @@ class BlockOptimizer(Optimizer):
         check_modes(lora_mode, sgd_mode, sgd_lr_scaling)
         self.lora_mode = lora_mode
         self.sgd_mode = sgd_mode
-        self.ds_zero3_enabled = ds_zero3_enabled
+        self.ds_zero3_enabled = bool(ds_zero3_enabled)
         if isinstance(active_modules, str):
             raise TypeError(f"active_modules must be a list of name substrings, e.g. [{active_modules!r}], not a string")
         if ds_zero3_enabled:
@@ -273,13 +275,14 @@ class BlockOptimizer(Optimizer):
             for group, members in zip(self.base_optimizer.param_groups, self._grouped(adam)):
                 group["params"] = [self.masters.optimized(p) for p in members]
         if self.verbose and _is_rank_zero():
-            logger.info(
-                "BAdam: block %d/%d active (%s), %d parameters, global step %d",
-                block, self.num_blocks, ", ".join(self.block_prefixes[block]),
-                sum(getattr(p, "ds_numel", p.numel()) for p in self.blocks[block]), self.schedule.global_step,
-            )
+            line = (f"BAdam: block {block}/{self.num_blocks} active ({', '.join(self.block_prefixes[block])}), "
+                    f"{sum(getattr(p, 'ds_numel', p.numel()) for p in self.blocks[block])} parameters, "
+                    f"global step {self.schedule.global_step}")
             if self.verbose > 1:
-                logger.debug("trainable: %s", [self.name_of[p] for p in adam])
+                # The published package prints at this level, whether or not logging is set up.
+                print("\n".join([line, *(f"  {self.name_of[p]}" for p in adam)]), flush=True)
+            else:
+                logger.info(line)
         if self.log_fn is not None:
             self.log_fn({"block": block, "global_step": self.schedule.global_step, "block_epoch": self.schedule.block_epoch})
         for hook in self._switch_hooks.values():
@@ -317,6 +320,12 @@ class BlockOptimizer(Optimizer):
         a time, so the block's fp32 gradient never exists as a whole.
         """
         if self.ds_zero3_enabled:
+            if not is_zero3_partitioned(self.managed[0]):
+                # Stepping on its own, it would never switch blocks and keep bf16 Adam states.
+                raise RuntimeError(
+                    "ds_zero3_enabled=True, but this model is not under DeepSpeed ZeRO-3: hand the optimizer to "
+                    "deepspeed.initialize (or the Trainer with a stage-3 --deepspeed config), or pass ds_zero3_enabled=False"
+                )
             # DeepSpeed calls this once per flat fp32 partition it updates; badam.zero3 counts steps.
             return self.base_optimizer.step(closure)
         loss = None

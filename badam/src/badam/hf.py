@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import MethodType
 from typing import Any
 
 import torch
@@ -34,9 +35,11 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .block import BlockOptimizer
+from .clipping import clip_grad_norm_old_version
 from .distributed import follow_wrapping
 from .fsdp import FSDPBlockOptimizer
 from .hf_checkpoint import resolve_resume
+from .ratio import BlockOptimizerRatio
 from .truncation import truncate_backward
 from .zero3 import SCHEDULE_FILE, read_schedule, write_schedule
 
@@ -130,12 +133,28 @@ def _check_fsdp(args: TrainingArguments) -> None:
         )
 
 
-class BAdamCallback(TrainerCallback):
-    """Truncates backward once checkpointing is set up, and adds the active block to the logs."""
+def unwrap(optimizer: Any) -> BlockOptimizer | FSDPBlockOptimizer | BlockOptimizerRatio | None:
+    """The BAdam optimizer inside the wrappers around it (accelerate's, DeepSpeed's), or None."""
+    while optimizer is not None and not isinstance(optimizer, (BlockOptimizer, FSDPBlockOptimizer, BlockOptimizerRatio)):
+        optimizer = getattr(optimizer, "optimizer", None)
+    return optimizer
 
-    def __init__(self, optimizer: BlockOptimizer | FSDPBlockOptimizer, model: nn.Module) -> None:
+
+class BAdamCallback(TrainerCallback):
+    """Truncates backward once checkpointing is set up, and adds the active block to the logs.
+
+    `BAdamCallback()` (as `trainer.add_callback(BAdamCallback)` makes it, which LLaMA-Factory does)
+    finds the optimizer and the model in the Trainer's callback arguments when training begins.
+    """
+
+    def __init__(self, optimizer: BlockOptimizer | FSDPBlockOptimizer | BlockOptimizerRatio | None = None,
+                 model: nn.Module | None = None) -> None:
         self.optimizer = optimizer
         self.model = model
+
+    @property
+    def layer_wise(self) -> bool:
+        return isinstance(self.optimizer, (BlockOptimizer, FSDPBlockOptimizer))
 
     @property
     def block_optimizer(self) -> BlockOptimizer:
@@ -149,7 +168,14 @@ class BAdamCallback(TrainerCallback):
             )
         return optimizer
 
-    def on_train_begin(self, args, state, control, **kwargs):
+    def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
+        if self.optimizer is None:
+            self.optimizer = unwrap(optimizer)
+            if self.optimizer is None:
+                raise TypeError(f"BAdamCallback: the Trainer's optimizer ({type(optimizer).__name__}) is not a BAdam one")
+        self.model = self.model or model
+        if not self.layer_wise:
+            return  # ratio mode trains every tensor: no backward to truncate, no block to log
         # Trainer enables activation checkpointing inside train(), after the optimizer exists, and
         # that re-installs the hook that defeats truncation: undo it here.
         truncate_backward(self.model, self.block_optimizer)
@@ -160,7 +186,7 @@ class BAdamCallback(TrainerCallback):
         """Add the block schedule to a checkpoint (badam.hf_checkpoint calls this before publishing it)."""
         # DeepSpeed's and FSDP2's checkpoints hold the active block's state only: a resumed run must
         # start on that block, which create_badam_optimizer reads back from here.
-        if _restores_into_active_block(self.optimizer) and args.process_index == 0:
+        if self.layer_wise and _restores_into_active_block(self.optimizer) and args.process_index == 0:
             write_schedule(folder, self.block_optimizer)
 
     def on_save(self, args, state, control, **kwargs):
@@ -170,12 +196,22 @@ class BAdamCallback(TrainerCallback):
             self.write_checkpoint_files(folder, args, state)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs is None or "loss" not in logs:
+        if logs is None or "loss" not in logs or not self.layer_wise:
             return
         logs["badam_active_block"] = self.block_optimizer.active_block
         # The Trainer stored its copy of these logs in the history before calling us.
         if state.log_history and state.log_history[-1].get("step") == state.global_step:
             state.log_history[-1]["badam_active_block"] = self.block_optimizer.active_block
+
+
+def clip_ratio_gradients(trainer: Trainer) -> None:
+    """Make the Trainer's `max_grad_norm` clip ratio mode's gradients, and log their true norm.
+
+    BlockOptimizerRatio gathers the gradients during backward, where the Trainer's clipping (through
+    its accelerator) would see none; this installs badam.clipping's version in the accelerator,
+    which clips everything else as before.
+    """
+    trainer.accelerator.clip_grad_norm_ = MethodType(clip_grad_norm_old_version, trainer.accelerator)
 
 
 def _restores_into_active_block(optimizer: BlockOptimizer | FSDPBlockOptimizer) -> bool:

@@ -43,13 +43,19 @@ def embedding_prefixes(param_names: Sequence[str]) -> list[str]:
     return _first_prefix(param_names, _EMBEDDING_NAMES)
 
 
+def lm_head_prefixes(param_names: Sequence[str]) -> list[str]:
+    """Module prefixes of an untied LM head among the names."""
+    return _first_prefix(param_names, _LM_HEAD_NAMES)
+
+
 def infer_block_prefixes(
     param_names: Sequence[str], include_embedding: bool = False, include_lm_head: bool = False
 ) -> list[list[str]]:
     """The layer-wise partition: one block per transformer layer, in depth order.
 
     Returns a list of blocks, each a list of name prefixes. The embedding block comes first and the
-    LM head block last when asked for.
+    LM head block last when asked for; the head's block also holds the final norm (and any other
+    module outside the layers and the embedding).
     """
     layers: dict[str, int] = {}
     for name in param_names:
@@ -74,13 +80,28 @@ def infer_block_prefixes(
             raise ValueError("include_embedding=True but no embedding parameters were found")
         blocks.insert(0, embedding)
     if include_lm_head:
-        lm_head = _first_prefix(param_names, _LM_HEAD_NAMES)
+        lm_head = lm_head_prefixes(param_names)
         if not lm_head:
             raise ValueError(
                 "include_lm_head=True but no separate LM head was found (tied to the embedding?)"
             )
-        blocks.append(lm_head)
+        blocks.append(_outside_layers(param_names, lm_head))
     return blocks
+
+
+def _outside_layers(param_names: Sequence[str], lm_head: list[str]) -> list[str]:
+    """The LM head's block: the head and every other module outside the layers and the embedding,
+    the final norm above all, which the published package trains with the head too."""
+    embedding = tuple(embedding_prefixes(param_names))
+    prefixes: list[str] = []
+    for name in param_names:
+        if _LAYER.match(name) or name.startswith(embedding):
+            continue
+        head = next((p for p in lm_head if name.startswith(p)), None)
+        prefix = head or name.rsplit(".", 1)[0] + "."
+        if prefix not in prefixes:
+            prefixes.append(prefix)
+    return prefixes
 
 
 def named_pairs(named_parameters_list: Iterable[tuple[str, torch.Tensor]]) -> list[tuple[str, torch.Tensor]]:

@@ -22,7 +22,8 @@ proportional to the ratio: 16 bytes per active entry for a bf16 model (+4 for sc
     optimizer = BlockOptimizerRatio(model.parameters(), list(model.named_parameters()),
                                     switch_every=100, update_ratio=0.1, lr=1e-5)
     # the usual loop: loss.backward(); optimizer.step(); scheduler.step(); optimizer.zero_grad()
-    # clip with optimizer.clip_grad_norm_(1.0): the model's parameters hold no .grad to clip
+    # clip with optimizer.clip_grad_norm_(1.0) or badam.clipping.clip_grad_norm_(model.parameters(), 1.0):
+    # the model's parameters hold no .grad for torch's own clip_grad_norm_ to see
 
 It runs on one process: its hooks take each gradient before DDP would average it, and sharding
 engines never pass it through them, so several processes or sharded parameters are refused.
@@ -34,7 +35,6 @@ import hashlib
 import logging
 import math
 import numbers
-import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -47,7 +47,8 @@ from torch.optim import Optimizer
 from torch.optim.optimizer import ParamsT
 
 from .block import saved_by
-from .partition import embedding_prefixes, named_pairs
+from .clipping import clip_tensors_, register_gatherer
+from .partition import embedding_prefixes, lm_head_prefixes, named_pairs
 from .precision import LOW_PRECISION
 from .zero3 import is_zero3_partitioned
 
@@ -144,35 +145,46 @@ class BlockOptimizerRatio(Optimizer):
         param_groups: the model's parameters or a list of group dicts, as for torch.optim.AdamW.
             A group's own lr, betas, eps and weight_decay override the defaults below.
         named_parameters_list: `list(model.named_parameters())`.
-        switch_every: steps between switches to a new share. State resets at each switch.
         update_ratio: the share of each tensor's entries that is active, in (0, 1].
+        verbose: 0 silent, 1 logs each switch (logging, INFO), 2 prints it (stdout).
+        switch_every: steps between switches to a new share. State resets at each switch.
+        preserve_threshold: tensors with fewer entries than this (norms, biases) are fully active.
+        param_update_ratios: `{name prefix: ratio}` overrides, e.g. `{"lm_head.": 1.0}` for a freshly
+            initialised head. The longest matching prefix wins.
         mask_mode: "adjacent" (contiguous runs, visited in order) or "scatter" (seeded random subsets).
         lr, betas, eps, weight_decay: AdamW's defaults. Weight decay is decoupled and applies to the
             active entries only.
-        include_embedding: train the input embedding too. When False it is frozen
-            (`requires_grad_(False)`), so backward skips its gradient. An LM head tied to the
-            embedding is the same parameter and follows it. An untied head trains like any other tensor.
-        param_update_ratios: `{name prefix: ratio}` overrides, e.g. `{"lm_head.": 1.0}` for a freshly
-            initialised head. The longest matching prefix wins.
-        preserve_threshold: tensors with fewer entries than this (norms, biases) are fully active.
+        include_embedding / include_lm_head: train the input embedding / the LM head too. When False
+            they are frozen (`requires_grad_(False)`), so backward skips their gradients, as in the
+            published package. A head tied to the embedding is the same parameter and follows it.
         seed: seed of the scatter subsets.
+        fused, foreach: accepted and unused, so that the Trainer's AdamW options (which LLaMA-Factory
+            passes on) can be handed over as they are; the update here is its own.
+
+    The positional order is the published package's (param_groups, named_parameters_list,
+    update_ratio, verbose, switch_every, ...); the rest are keyword-only.
     """
 
     def __init__(
         self,
         param_groups: ParamsT,
         named_parameters_list: Iterable[tuple[str, nn.Parameter]],
-        switch_every: int = 100,
         update_ratio: float = 0.1,
+        verbose: int = 1,
+        switch_every: int = 100,
+        preserve_threshold: int = 100,
+        param_update_ratios: Mapping[str, float] | None = None,
         mask_mode: str = "adjacent",
         lr: float = 1e-5,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
+        *,
         weight_decay: float = 0.0,
         include_embedding: bool = False,
-        param_update_ratios: Mapping[str, float] | None = None,
-        preserve_threshold: int = 100,
+        include_lm_head: bool = False,
         seed: int = 0,
+        fused: bool | None = None,
+        foreach: bool | None = None,
     ) -> None:
         if not isinstance(switch_every, int) or isinstance(switch_every, bool) or switch_every <= 0:
             raise ValueError(f"switch_every must be a positive integer, got {switch_every!r}")
@@ -192,6 +204,7 @@ class BlockOptimizerRatio(Optimizer):
         self.switch_every = switch_every
         self.update_ratio = update_ratio
         self.mask_mode = mask_mode
+        self.verbose = verbose
         self.seed = seed
         self.global_step = 0
 
@@ -203,10 +216,12 @@ class BlockOptimizerRatio(Optimizer):
         if stray:
             shape = tuple(stray[0].shape)
             raise ValueError(f"param_groups hold a parameter (shape {shape}) that is not in named_parameters_list")
-        frozen = () if include_embedding else tuple(embedding_prefixes([name for name, _ in named]))
+        names = [name for name, _ in named]
+        frozen = (() if include_embedding else tuple(embedding_prefixes(names))) + (
+            () if include_lm_head else tuple(lm_head_prefixes(names)))
         trainable = [(name, param) for name, param in named if param.requires_grad and not name.startswith(frozen)]
         if not trainable:
-            raise ValueError("no trainable parameters: all have requires_grad=False (or are the frozen embedding)")
+            raise ValueError("no trainable parameters: all have requires_grad=False (or are the frozen embedding or LM head)")
         for name, param in trainable:
             if param not in grouped:
                 raise ValueError(f"trainable parameter {name!r} is missing from param_groups")
@@ -235,14 +250,9 @@ class BlockOptimizerRatio(Optimizer):
         owner = weakref.ref(self)
         handles = [entry.param.register_post_accumulate_grad_hook(self._hook(owner)) for entry in self.entries]
         weakref.finalize(self, lambda: [handle.remove() for handle in handles])
+        for entry in self.entries:
+            register_gatherer(entry.param, self)
         self._switch()
-        warnings.warn(
-            "BlockOptimizerRatio takes the gradients during backward, so gradient clipping on the model "
-            "(torch.nn.utils.clip_grad_norm_, the Hugging Face Trainer's max_grad_norm) is not applied and the "
-            "Trainer logs grad_norm 0.0. Clip with optimizer.clip_grad_norm_(max_norm) between backward and step; "
-            "under the Trainer set max_grad_norm=0 to turn its clipping and the misleading grad_norm off",
-            stacklevel=2,
-        )
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         # The trainable tensors, their shares and hooks are fixed at construction; a group added
@@ -299,7 +309,10 @@ class BlockOptimizerRatio(Optimizer):
             if flat.dtype in LOW_PRECISION:
                 state["master"] = _gather(flat, state).to(torch.float32, copy=True)
             self.state[entry.param] = state
-        logger.debug("BAdam ratio: switch %d at step %d", self.switch, self.global_step)
+        if self.verbose > 1:
+            print(f"BAdam ratio: switch {self.switch} at step {self.global_step}", flush=True)
+        elif self.verbose:
+            logger.info("BAdam ratio: switch %d at step %d", self.switch, self.global_step)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -349,22 +362,18 @@ class BlockOptimizerRatio(Optimizer):
                 state["grad"].zero_()
             entry.param.grad = None
 
-    @torch.no_grad()
+    def gathered_grads(self) -> list[torch.Tensor]:
+        """The fp32 gradients of the active entries gathered since the last step (what step() consumes)."""
+        return [self.state[entry.param]["grad"] for entry in self.entries if "grad" in self.state[entry.param]]
+
     def clip_grad_norm_(self, max_norm: float, norm_type: float = 2.0) -> torch.Tensor:
         """`torch.nn.utils.clip_grad_norm_` over the gathered gradients; returns their total norm.
 
-        Call it between backward and step. The norm is that of the active entries' gradient, the
-        only part that trains, just as layer-wise BAdam clips the active block's gradient.
+        Call it between backward and step (the Trainer does, through badam.clipping). The norm is
+        that of the active entries' gradient, the only part that trains, just as layer-wise BAdam
+        clips the active block's gradient.
         """
-        grads = [self.state[entry.param]["grad"] for entry in self.entries if "grad" in self.state[entry.param]]
-        if not grads:
-            return torch.tensor(0.0)
-        norms = torch.stack([torch.linalg.vector_norm(grad, norm_type) for grad in grads])
-        total = torch.linalg.vector_norm(norms, norm_type)
-        scale = torch.clamp(max_norm / (total + 1e-6), max=1.0)
-        for grad in grads:
-            grad.mul_(scale)
-        return total
+        return clip_tensors_(self.gathered_grads(), max_norm, norm_type)
 
     def active_indices(self, name: str) -> torch.Tensor:
         """The flat indices (int64, ascending) of the entries of parameter `name` that are active now."""
