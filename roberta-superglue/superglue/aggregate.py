@@ -7,21 +7,21 @@ task and optimizer (several seeds) are averaged; the Markdown shows mean ± std 
 several. Writes, atomically, into the directory (or --out_dir): table.md and table.csv (rows: the
 config's methods; columns: its tasks, each followed by the paper's score) and runs.csv (one line per
 run). Rows and columns, the metric of each column and the paper's numbers come from the config.
+Errors (no results, a broken results.json, a bad config) print one line and exit 2 (superglue.cli).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from transformers import HfArgumentParser
 
-from superglue.files import write_text_atomic
+from superglue.cli import DEBUG_HELP, run_cli
+from superglue.files import read_json, read_yaml, write_text_atomic
 from superglue.tasks import get_task
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "paper.yaml"
@@ -35,16 +35,39 @@ class AggregateArgs:
 
 
 def load_results(results_dir: str | Path) -> list[dict]:
+    if not Path(results_dir).is_dir():
+        raise FileNotFoundError(f"--results_dir {results_dir} does not exist")
     runs = []
     for path in sorted(Path(results_dir).rglob("results.json")):
-        try:
-            run = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
-        if not isinstance(run, dict) or not {"task", "optimizer", "test"} <= run.keys():
-            raise ValueError(f"{path}: not a superglue results file (needs task, optimizer and test)")
+        run = read_json(path)
+        if not isinstance(run, dict) or not {"task", "optimizer", "test"} <= run.keys() or not isinstance(
+                run["test"], dict):
+            raise ValueError(f"{path}: not a superglue results file (needs task, optimizer and test): delete it or "
+                             "rerun its run with --overwrite")
         runs.append({**run, "_path": str(path)})
+    if not runs:
+        raise FileNotFoundError(f"no results.json under --results_dir {results_dir}: nothing to tabulate (a run "
+                                "writes one when it finishes)")
     return runs
+
+
+def load_config(path: str) -> dict:
+    """The table's layout: methods and columns (mappings), paper (optimizer -> task -> score)."""
+    _, config = read_yaml(path)
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: expected a mapping with methods, columns and paper (see configs/paper.yaml)")
+    for key in ("methods", "columns"):
+        if not isinstance(config.get(key), dict):
+            raise ValueError(f"{path}: needs a '{key}' mapping (see configs/paper.yaml)")
+    for task in config["columns"]:
+        try:
+            get_task(str(task))
+        except ValueError as e:
+            raise ValueError(f"{path}: columns: {e}") from None
+    paper = config.get("paper") or {}
+    if not (isinstance(paper, dict) and all(isinstance(v, dict) for v in paper.values())):
+        raise ValueError(f"{path}: 'paper' must map each optimizer to its task scores (see configs/paper.yaml)")
+    return config
 
 
 def table(runs: list[dict], config: dict) -> tuple[list[str], list[list], list[list]]:
@@ -105,11 +128,11 @@ def write_tables(runs: list[dict], config: dict, out_dir: str | Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> str:
-    (args,) = HfArgumentParser(AggregateArgs).parse_args_into_dataclasses(argv)
-    config = yaml.safe_load(Path(args.config).read_text())
-    for key in ("methods", "columns"):
-        if not isinstance(config.get(key), dict):
-            raise ValueError(f"{args.config}: needs a '{key}' mapping (see configs/paper.yaml)")
+    parser = HfArgumentParser(AggregateArgs, prog="python -m superglue.aggregate", epilog=DEBUG_HELP)
+    args, unknown = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True)
+    if unknown:
+        raise ValueError(f"unknown argument(s) {' '.join(unknown)} (--help lists the flags)")
+    config = load_config(args.config)
     runs = load_results(args.results_dir)
     markdown = write_tables(runs, config, args.out_dir or args.results_dir)
     print(f"{len(runs)} runs from {args.results_dir}\n\n{markdown}")
@@ -117,4 +140,4 @@ def main(argv: list[str] | None = None) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

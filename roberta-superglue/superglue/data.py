@@ -26,11 +26,12 @@ HUB_LABELS = {"rte": RTE_LABELS.__getitem__, "copa": int}
 def task_dir(data_dir: str | Path, task: Task) -> Path:
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise FileNotFoundError(f"data dir {data_dir} does not exist")
+        raise FileNotFoundError(f"--data_dir {data_dir} does not exist (it should hold the SuperGLUE task "
+                                "directories: BoolQ/, COPA/, ...)")
     for path in sorted(data_dir.iterdir()):
         if path.is_dir() and path.name.lower() == task.name:
             return path
-    raise FileNotFoundError(f"no {task.official_name}/ (or {task.name}/) directory in {data_dir}")
+    raise FileNotFoundError(f"no {task.official_name}/ (or {task.name}/) directory in --data_dir {data_dir}")
 
 
 def local_file(directory: Path, candidates: str) -> Path:
@@ -55,8 +56,13 @@ def load_examples(
         return task.examples(records), str(path)
     from datasets import load_dataset
 
-    rows = load_dataset(HUB_DATASET, task.hub_config, split=HUB_SPLITS[split])
     source = f"{HUB_DATASET}/{task.hub_config}:{HUB_SPLITS[split]}"
+    try:
+        rows = load_dataset(HUB_DATASET, task.hub_config, split=HUB_SPLITS[split])
+    except OSError as e:  # datasets' ConnectionError and DatasetNotFoundError are OSErrors
+        raise FileNotFoundError(f"{source} is not in the local datasets cache and could not be downloaded "
+                                f"({str(e).splitlines()[0]}): pass --data_dir with the SuperGLUE task "
+                                "directories") from None
     return task.examples(from_hub(task, rows, source)), source
 
 

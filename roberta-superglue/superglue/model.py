@@ -10,14 +10,52 @@ Heads, as in jiant:
 
 The head is `model.head` and the pooler `model.encoder.pooler`: `last_layer_prefixes()` names them
 for the optimizers that keep them trainable throughout (--train_last_layer).
+
+`load_pretrained` reads the encoder or its tokenizer from a local directory or the hub; when it
+cannot, the error says whether a directory or a hub id was meant, what is wrong and what to pass.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
 
 import torch
 from torch import nn
 from transformers import AutoModel
 from transformers.modeling_outputs import SequenceClassifierOutput
+
+from badam.checkpoint import file_problem
+
+Loaded = TypeVar("Loaded")
+
+
+def load_pretrained(load: Callable[..., Loaded], name_or_path: str) -> Loaded:
+    """`load(name_or_path)` (AutoModel.from_pretrained, AutoTokenizer.from_pretrained) with clear errors."""
+    path = Path(name_or_path).expanduser()
+    # A hub id is `name` or `org/name`; anything else that does not exist was meant as a local path.
+    if not path.exists() and (name_or_path.startswith(("/", ".", "~")) or name_or_path.count("/") > 1):
+        raise FileNotFoundError(f"--model_name: model directory {name_or_path} does not exist")
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise FileNotFoundError(f"--model_name: {name_or_path} holds no config.json: pass a model directory "
+                                "saved with save_pretrained")
+    for weights in sorted(path.glob("*.safetensors")) if path.is_dir() else []:
+        problem = file_problem(weights)  # safetensors' own error for a cut file names neither file nor fix
+        if problem is not None:
+            raise ValueError(f"--model_name: {weights} {problem}: save or download the model again")
+    try:
+        return load(name_or_path)
+    except OSError as e:  # what transformers raises for a file it cannot read, or a hub id it cannot get
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        first_line = str(e).splitlines()[0]
+        if path.exists():
+            raise OSError(f"--model_name: cannot load {name_or_path} ({first_line})") from None
+        why = ("there is no network" if isinstance(e.__cause__, LocalEntryNotFoundError)
+               else f"the hub does not have it ({first_line})")
+        raise FileNotFoundError(f"--model_name: model {name_or_path!r} was not found locally and {why}: pass a "
+                                "local model directory") from None
 
 
 class PooledHead(nn.Module):
@@ -62,7 +100,7 @@ class TaskModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, head: str) -> TaskModel:
-        return cls(AutoModel.from_pretrained(name_or_path), head)
+        return cls(load_pretrained(AutoModel.from_pretrained, name_or_path), head)
 
     def last_layer_prefixes(self) -> list[str]:
         """Parameter-name prefixes of the freshly initialised part: the pooler (if any) and the head."""

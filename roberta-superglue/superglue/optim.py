@@ -8,9 +8,9 @@
   (BlockOptimizer's active_modules); without it they are one more block, after the last layer.
 - sparse: BAdam's ratio variant (`badam.ratio.BlockOptimizerRatio`): every tensor trains a moving
   `update_ratio` share of its entries, switched every K steps; --train_last_layer trains the pooler
-  and head in full (ratio 1). Its hooks consume the gradients during backward, so the Trainer's own
-  clipping sees none: the Trainer runs with max_grad_norm 0 and the callback here clips the
-  gathered gradients instead (the Trainer's logged grad_norm then reads 0).
+  and head in full (ratio 1). Its hooks gather the active gradient entries during backward; the
+  Trainer's max_grad_norm clips those by their global norm, which it logs as grad_norm
+  (SuperGLUETrainer installs badam.hf.clip_ratio_gradients).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from torch import nn
-from transformers import TrainerCallback, TrainingArguments
+from transformers import TrainingArguments
 
 from superglue.model import TaskModel
 
@@ -29,24 +29,20 @@ OPTIMIZERS = {
     "sparse": "BAdam's ratio variant: badam.ratio.BlockOptimizerRatio, a moving share of every tensor",
 }
 
+# The settings each optimizer reads (besides the learning rate, Adam's and the schedule's, which all use).
+OPTIMIZER_SETTINGS = {
+    "adam": (),
+    "lora": ("train_last_layer", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"),
+    "block": ("train_last_layer", "switch_every", "switch_mode"),
+    "sparse": ("train_last_layer", "switch_every", "update_ratio", "mask_mode"),
+}
+
 
 def check_optimizer(name: str) -> str:
     if name not in OPTIMIZERS:
         known = "; ".join(f"{key} ({text})" for key, text in OPTIMIZERS.items())
         raise ValueError(f"unknown optimizer {name!r}. Choose one of: {known}")
     return name
-
-
-class RatioClipCallback(TrainerCallback):
-    """Clips the ratio optimizer's gathered gradients between backward and step."""
-
-    def __init__(self, optimizer, max_norm: float) -> None:
-        self.optimizer = optimizer
-        self.max_norm = max_norm
-
-    def on_pre_optimizer_step(self, args, state, control, **kwargs):
-        if self.max_norm > 0:
-            self.optimizer.clip_grad_norm_(self.max_norm)
 
 
 def decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -60,8 +56,8 @@ def decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 def prepare(name: str, model: TaskModel, args: TrainingArguments, settings) -> tuple[nn.Module, dict[str, Any]]:
     """The model to hand to the Trainer and the Trainer's extra keyword arguments for optimizer `name`.
 
-    `settings` holds train_last_layer, switch_every, switch_mode, lora_* , update_ratio, mask_mode and
-    max_grad_norm (superglue.train.RunArgs). Call it with the model already on its device: the ratio
+    `settings` holds train_last_layer, switch_every, switch_mode, lora_* , update_ratio and mask_mode
+    (superglue.train.RunArgs). Call it with the model already on its device: the ratio
     optimizer allocates its state next to the parameters.
     """
     last_layer = model.last_layer_prefixes()
@@ -73,7 +69,10 @@ def prepare(name: str, model: TaskModel, args: TrainingArguments, settings) -> t
         keep = ["head"] + (["pooler"] if settings.train_last_layer and last_layer[0] == "encoder.pooler." else [])
         config = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
                             target_modules=list(settings.lora_target_modules), modules_to_save=keep)
-        return get_peft_model(model, config), {}
+        try:
+            return get_peft_model(model, config), {}
+        except ValueError as e:  # peft's words for targets that match no module
+            raise ValueError(f"--lora_target_modules {' '.join(settings.lora_target_modules)}: {e}") from None
     if name == "block":
         from badam.hf import badam_trainer_kwargs
         from badam.partition import infer_block_prefixes
@@ -94,4 +93,4 @@ def prepare(name: str, model: TaskModel, args: TrainingArguments, settings) -> t
         weight_decay=args.weight_decay, include_embedding=False,
         param_update_ratios={prefix: 1.0 for prefix in last_layer} if settings.train_last_layer else None,
         seed=args.seed)
-    return model, {"optimizers": (optimizer, None), "callbacks": [RatioClipCallback(optimizer, settings.max_grad_norm)]}
+    return model, {"optimizers": (optimizer, None)}

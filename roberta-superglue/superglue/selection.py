@@ -2,10 +2,11 @@
 
 The Trainer evaluates on the selection split every `eval_steps` (and, through `EvaluateAtEnd`, at
 the last step). `BestModel` saves the weights whenever the score beats the best so far, into
-`<run>/best/`: first `model-step<N>.safetensors`, then `best.json` pointing at it (both atomic), then
-it deletes the older weights, so `best.json` always names a complete file. Selection is decoupled from
-the Trainer's full checkpoints (model + optimizer, every `save_steps`, for resuming): evaluating
-often does not mean writing the optimizer state as often.
+`<run>/best/`: first `model-step<N>.safetensors`, then `best.json` pointing at it (both atomic and
+fsynced, superglue.files), then it deletes the older weights, so `best.json` always names a complete
+file; a kill between these steps leaves an extra weights file, or a temporary one, which the next
+start deletes. Selection is decoupled from the Trainer's full checkpoints (model + optimizer, every
+`save_steps`, for resuming): evaluating often does not mean writing the optimizer state as often.
 
 On resume the Trainer replays from its last checkpoint; `best.json` may already hold a later step,
 which the replay reaches again with the same weights (training is seeded), so nothing is lost.
@@ -13,15 +14,14 @@ which the replay reaches again with the same weights (training is seeded), so no
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 from transformers import TrainerCallback
 
-from superglue.files import write_json_atomic
+from badam.checkpoint import atomic_write_bytes, file_problem
+from superglue.files import read_json, write_json_atomic
 
 
 class EvaluateAtEnd(TrainerCallback):
@@ -38,27 +38,36 @@ class BestModel(TrainerCallback):
         self.directory = Path(directory)
         self.metric = metric
         pointer = self.directory / "best.json"
-        self.best = json.loads(pointer.read_text()) if pointer.is_file() else None
+        self.best = read_json(pointer) if pointer.is_file() else None
+        self._tidy()
+
+    def _tidy(self) -> None:
+        """Delete weights that best.json does not name: older ones, and those a kill left behind."""
+        keep = self.best["file"] if self.best else None
+        for path in self.directory.glob("*model-step*.safetensors*"):
+            if path.name != keep:
+                path.unlink()
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
         score = metrics[self.metric]
         if self.best is not None and score <= self.best["score"]:
             return  # ties keep the earlier model
-        self.directory.mkdir(parents=True, exist_ok=True)
         name = f"model-step{state.global_step}.safetensors"
-        tmp = self.directory / f".{name}.tmp"
         weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-        save_file(weights, str(tmp))
-        os.replace(tmp, self.directory / name)
+        # In memory first (a second copy of the weights) so that the one atomic write can fsync it.
+        atomic_write_bytes(self.directory / name, save(weights))
         self.best = {"step": state.global_step, "score": score, "metrics": metrics, "file": name}
         write_json_atomic(self.directory / "best.json", self.best)
-        for old in self.directory.glob("model-step*.safetensors"):
-            if old.name != name:
-                old.unlink()
+        self._tidy()
 
     def restore(self, model: nn.Module) -> dict:
         """Load the best weights into `model`; returns the best record (step, score, metrics)."""
+        redo = "delete the run directory (or pass --overwrite) to redo the run"
         if self.best is None:
-            raise RuntimeError(f"no evaluation was recorded in {self.directory}: nothing to select")
-        model.load_state_dict(load_file(str(self.directory / self.best["file"])))
+            raise FileNotFoundError(f"{self.directory}/best.json is missing: no selection was recorded; {redo}")
+        path = self.directory / self.best["file"]
+        problem = file_problem(path) if path.is_file() else "is missing"
+        if problem is not None:
+            raise ValueError(f"{path} (the selected model) {problem}; {redo}")
+        model.load_state_dict(load_file(str(path)))
         return self.best

@@ -9,13 +9,17 @@ keep the best weights (superglue.selection), then report the best model's metric
 in `<output_root>/<run_name>/results.json` (written atomically).
 
 Settings come from the dataclass defaults below, then the YAML config (its top level, then its
-`tasks.<task>` section), then the command line. A rerun of an unfinished run resumes from its last
-complete checkpoint; a finished run (results.json present) is not run again: delete its directory
-to redo it.
+`tasks.<task>` section), then the command line.
+
+Reruns (superglue.run_dir): a rerun of an unfinished run resumes from its newest complete checkpoint
+(incomplete ones are skipped, saying why); a finished run (results.json present) is not run again;
+a rerun into a directory written with other settings is refused, naming them (`--overwrite` deletes
+the directory first). Checkpoints appear only when whole, and SIGTERM or Ctrl-C finishes the step,
+writes a checkpoint and exits with 128 + the signal (badam.hf_checkpoint). Errors a user can fix
+print one line and exit 2 (superglue.cli; `--debug` shows the traceback).
 """
 
 import importlib.util
-import json
 import os
 import sys
 import time
@@ -24,21 +28,29 @@ import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
 import yaml
 from transformers import AutoTokenizer, HfArgumentParser, Trainer, TrainingArguments, set_seed
 
+from badam.hf import clip_ratio_gradients
+from badam.hf_checkpoint import ResumableTrainerMixin
+from superglue.cli import DEBUG_HELP, run_cli
 from superglue.data import load_examples
 from superglue.encoding import Encoder
-from superglue.files import write_json_atomic
+from superglue.files import read_json, read_yaml, write_json_atomic
 from superglue.metrics import task_metrics
-from superglue.model import Collator, TaskModel
+from superglue.model import Collator, TaskModel, load_pretrained
 from superglue.optim import check_optimizer, prepare
+from superglue.run_dir import RunIdentity, check_checkpoint, claim, record, resume_point, run_directory, run_identity
 from superglue.selection import BestModel, EvaluateAtEnd
 from superglue.tasks import TASKS, Encoded, Task, get_task, split_validation
 
 OUTPUT_ROOT = Path(__file__).resolve().parents[1] / "outputs"
 # Top-level config sections that are not run settings: read by superglue.aggregate.
 CONFIG_SECTIONS = ("tasks", "methods", "columns", "paper")
+# Flags that only the command line sets: what to run, and the one that deletes a run directory.
+COMMAND_LINE_ONLY = ("task", "optimizer", "config", "overwrite")
+RESUME_HINT = "the same command (a rerun continues from the newest complete checkpoint)"
 
 
 @dataclass
@@ -50,7 +62,8 @@ class RunArgs:
     data_dir: str | None = field(default=None, metadata={"help": "dir of <Task>/train.jsonl, val.jsonl; none: the hub"})
     train_file: str = field(default="train.jsonl", metadata={"help": "training file in the task dir (a, b: the first found)"})
     output_root: str = field(default=str(OUTPUT_ROOT), metadata={"help": "runs go to <output_root>/<run_name>/"})
-    run_name: str | None = field(default=None, metadata={"help": "default: <task>-<optimizer>-seed<seed>"})
+    run_name: str | None = field(default=None, metadata={"help": "a folder name (<task>-<optimizer>-seed<seed>)"})
+    overwrite: bool = field(default=False, metadata={"help": "delete <output_root>/<run_name>/ first and start afresh"})
     seed: int = field(default=0, metadata={"help": "seed of the head's initialisation, dropout and data order"})
     max_seq_length: int = field(default=256, metadata={"help": "tokens per input (jiant's default 256)"})
     learning_rate: float = field(default=1e-5, metadata={"help": "peak learning rate"})
@@ -89,7 +102,9 @@ def coerce(value, hint, where: str):
         if value is None:
             return None
         hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
-    if typing.get_origin(hint) is list and isinstance(value, list):
+    if typing.get_origin(hint) is list:
+        if not isinstance(value, list):
+            raise ValueError(f"{where}: expected a list, got {value!r}")
         return [coerce(v, typing.get_args(hint)[0], where) for v in value]
     if hint is float and not isinstance(value, bool):
         try:
@@ -103,50 +118,64 @@ def coerce(value, hint, where: str):
 
 def config_defaults(path: str, task: str | None) -> dict:
     """Run settings from a YAML config: its top level, then its `tasks.<task>` section."""
-    text = Path(path).read_text()
-    root = yaml.compose(text)
+    root, values = read_yaml(path)
     if root is None:
         return {}
     if not isinstance(root, yaml.MappingNode):
         raise ValueError(f"{path}:1: expected a mapping of settings")
     hints = typing.get_type_hints(RunArgs)
-    values = yaml.safe_load(text)
-    lines = {key.value: key.start_mark.line + 1 for key, _ in root.value}
+    lines = {str(key.value): key.start_mark.line + 1 for key, _ in root.value}
     settings = {}
 
-    settable = sorted(set(hints) - {"task", "optimizer", "config"})
+    settable = sorted(set(hints) - set(COMMAND_LINE_ONLY))
 
     def take(items: dict, where: typing.Callable[[str], str]) -> None:
         for key, value in items.items():
+            if key in COMMAND_LINE_ONLY:
+                raise ValueError(f"{where(key)}: {key!r} is set on the command line only (--{key})")
             if key not in settable:
                 raise ValueError(f"{where(key)}: unknown setting {key!r} (known: {', '.join(settable)})")
             settings[key] = coerce(value, hints[key], where(key))
 
-    take({k: v for k, v in values.items() if k not in CONFIG_SECTIONS}, lambda key: f"{path}:{lines[key]}")
+    take({k: v for k, v in values.items() if k not in CONFIG_SECTIONS}, lambda key: f"{path}:{lines[str(key)]}")
     per_task = values.get("tasks") or {}
-    for name in per_task:
+    if not isinstance(per_task, dict):
+        raise ValueError(f"{path}:{lines['tasks']}: tasks: expected a mapping of task names to settings")
+    for name, section in per_task.items():
         if name not in TASKS:
             raise ValueError(f"{path}:{lines['tasks']}: tasks.{name}: unknown task (known: {', '.join(TASKS)})")
+        if section is not None and not isinstance(section, dict):
+            raise ValueError(f"{path}:{lines['tasks']}: tasks.{name}: expected a mapping of settings, got {section!r}")
     take(per_task.get(task.lower() if task else None) or {}, lambda key: f"{path}:{lines['tasks']}: tasks.{task}")
     return settings
 
 
 def parse_args(argv: list[str] | None = None) -> RunArgs:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = HfArgumentParser(RunArgs)
+    parser = HfArgumentParser(RunArgs, prog="python -m superglue.train", epilog=DEBUG_HELP)
     known, _ = parser.parse_known_args(argv)  # the config and the task decide the defaults
     if known.config:
         parser.set_defaults(**config_defaults(known.config, known.task))
-    (args,) = parser.parse_args_into_dataclasses(argv)
+    args, unknown = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True)
+    if unknown:
+        raise ValueError(f"unknown argument(s) {' '.join(unknown)} (--help lists the flags)")
     args.task = get_task(args.task).name
     check_optimizer(args.optimizer)
+    for name in ("max_train_examples", "max_eval_examples"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise ValueError(f"--{name} {getattr(args, name)}: expected at least 1 (leave it out for every example)")
+    if args.bf16 and not torch.cuda.is_available():  # checked here, before the data and the model are loaded
+        raise ValueError("--bf16 needs a CUDA GPU and none is visible: leave it out to train in fp32")
     return args
 
 
-def last_complete_checkpoint(run_dir: Path) -> str | None:
-    """The newest checkpoint the Trainer finished writing (trainer_state.json is written last)."""
-    done = [p for p in run_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
-    return str(max(done, key=lambda p: int(p.name.split("-")[1]))) if done else None
+class SuperGLUETrainer(ResumableTrainerMixin, Trainer):
+    """The Trainer with checkpoints that appear only when whole, a checkpoint on SIGTERM/SIGINT, and
+    max_grad_norm clipping `sparse`'s gathered gradients too (badam.hf.clip_ratio_gradients)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        clip_ratio_gradients(self)
 
 
 def evaluate(trainer: Trainer, task: Task, dataset: Encoded) -> dict[str, float]:
@@ -163,7 +192,7 @@ def training_arguments(args: RunArgs, run_dir: Path, run_name: str) -> TrainingA
         weight_decay=args.weight_decay, adam_beta1=args.adam_beta1, adam_beta2=args.adam_beta2,
         adam_epsilon=args.adam_epsilon,
         # The ratio optimizer's hooks consume the gradients in backward; it clips them itself.
-        max_grad_norm=0.0 if args.optimizer == "sparse" else args.max_grad_norm,
+        max_grad_norm=args.max_grad_norm,
         eval_strategy="steps", eval_steps=args.eval_steps, save_strategy="steps", save_steps=args.save_steps,
         save_total_limit=1, logging_steps=args.logging_steps, bf16=args.bf16,
         report_to=["wandb"] if args.wandb_project else "none",
@@ -186,10 +215,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     task = get_task(args.task)
     run_name = args.run_name or f"{task.name}-{args.optimizer}-seed{args.seed}"
-    run_dir = Path(args.output_root) / run_name
-    if (run_dir / "results.json").is_file():
-        print(f"[superglue] {run_dir}/results.json exists: run finished (delete the directory to redo it)")
-        return json.loads((run_dir / "results.json").read_text())
+    run_dir = run_directory(args.output_root, run_name)
     if args.wandb_project:
         if importlib.util.find_spec("wandb") is None:
             raise ImportError("--wandb_project needs the wandb package: pip install wandb")
@@ -201,7 +227,13 @@ def main(argv: list[str] | None = None) -> dict:
     selection, test = split_validation(task, val_examples)
     parts = {"train": train_examples[: args.max_train_examples], "selection": selection[: args.max_eval_examples],
              "test": test[: args.max_eval_examples]}
-    tokenizer = AutoTokenizer.from_pretrained(args.model_name)
+    identity = run_identity(args, parts, {"train": train_source, "selection": val_source, "test": val_source})
+    claim(run_dir, identity, args.overwrite)  # refuses a directory that another run's settings wrote
+    if (run_dir / "results.json").is_file():
+        print(f"[superglue] {run_dir}/results.json exists: run finished (--overwrite redoes it)")
+        return read_json(run_dir / "results.json")
+
+    tokenizer = load_pretrained(AutoTokenizer.from_pretrained, args.model_name)
     encoder = Encoder(tokenizer, args.max_seq_length)
     data = {part: Encoded(task, examples, encoder, f"{task.name} {part}") for part, examples in parts.items()}
 
@@ -209,17 +241,20 @@ def main(argv: list[str] | None = None) -> dict:
     set_seed(args.seed)  # the head's initialisation
     model = TaskModel.from_pretrained(args.model_name, task.head).to(training_args.device)
     model, extra = prepare(args.optimizer, model, training_args, args)
+    resume = resume_point(run_dir)
+    if resume is not None:
+        check_checkpoint(resume, identity)
+    record(run_dir, identity)  # only now: a start that failed above leaves the directory unclaimed
     best = BestModel(run_dir / "best")
     selection_data = data["selection"]
-    trainer = Trainer(
+    trainer = SuperGLUETrainer(
         model=model, args=training_args, train_dataset=data["train"], eval_dataset=selection_data,
         data_collator=Collator(tokenizer.pad_token_id),
         compute_metrics=lambda p: task_metrics(task.name, p.predictions, p.label_ids, selection_data.groups),
-        callbacks=extra.get("callbacks", []) + [EvaluateAtEnd(), best],
-        optimizers=extra.get("optimizers", (None, None)),
+        callbacks=extra.get("callbacks", []) + [EvaluateAtEnd(), best, RunIdentity(identity)],
+        optimizers=extra.get("optimizers", (None, None)), resume_hint=RESUME_HINT,
     )
-    resume = last_complete_checkpoint(run_dir)
-    state = json.loads((Path(resume) / "trainer_state.json").read_text()) if resume else {}
+    state = read_json(resume / "trainer_state.json") if resume else {}
     if state and state["global_step"] >= state["max_steps"]:
         # Resuming from the last step would make the Trainer take one step more: skip training instead.
         print(f"[superglue] training finished at {resume}: selecting and testing")
@@ -227,7 +262,7 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         if resume:
             print(f"[superglue] resuming from {resume}")
-        trainer.train(resume_from_checkpoint=resume)
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         global_step = trainer.state.global_step
 
     chosen = best.restore(trainer.model)
@@ -253,4 +288,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

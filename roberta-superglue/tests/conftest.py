@@ -1,7 +1,7 @@
 """Shared fixtures: the real SuperGLUE files from ../shared, and a tiny random RoBERTa built offline.
 
 The subproject is not installed as a package: its directory goes on sys.path here, as the scripts put
-it on PYTHONPATH.
+it on PYTHONPATH; so does this one, for the smoke-run helpers (superglue_smoke.py).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import pytest
 
 SUBPROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(SUBPROJECT))
+sys.path.insert(0, str(SUBPROJECT / "tests"))
 
 DATA_DIR = SUBPROJECT.parent.parent / "shared" / "data" / "superglue"
 TASK_DIRS = ("BoolQ", "COPA", "MultiRC", "RTE", "WiC", "WSC")

@@ -29,3 +29,15 @@ def test_run_all_trains_tabulates_and_reports_failures(tiny_model, data_dir, tmp
 
     usage = subprocess.run(["bash", str(SCRIPTS / "run_task.sh")], env=env, capture_output=True, text=True)
     assert usage.returncode == 2 and "Usage: run_task.sh TASK OPTIMIZER" in usage.stdout
+
+
+def test_run_all_stops_when_a_run_is_stopped_by_a_signal(tmp_path):
+    python = tmp_path / "python"  # a run that was sent SIGTERM: it checkpointed and exited 143
+    python.write_text(f"#!/bin/sh\necho \"$*\" >> {tmp_path / 'calls'}\nexit 143\n")
+    python.chmod(0o755)
+    env = {**os.environ, "PYTHON": str(python), "OUT_DIR": str(tmp_path / "out"), "TASKS": "rte copa",
+           "OPTIMIZERS": "block"}
+    result = subprocess.run(["bash", str(SCRIPTS / "run_all.sh")], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 143
+    assert "[run_all] stopped during rte/block: rerun to resume" in result.stderr
+    assert len((tmp_path / "calls").read_text().splitlines()) == 1  # neither copa nor the table ran

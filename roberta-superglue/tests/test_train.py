@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from superglue_smoke import best_weights, smoke_argv
 from transformers import set_seed
 
 import superglue.train as train
@@ -16,19 +16,11 @@ from superglue.selection import EvaluateAtEnd
 
 
 def run(tmp_path, tiny_model, data_dir, task, optimizer, *extra, name=None):
-    argv = ["--task", task, "--optimizer", optimizer, "--model_name", str(tiny_model), "--data_dir", str(data_dir),
-            "--train_file", "train.jsonl,train32.jsonl", "--output_root", str(tmp_path), "--max_steps", "2",
-            "--batch_size", "4", "--eval_batch_size", "16", "--max_train_examples", "16", "--max_eval_examples", "8",
-            "--learning_rate", "1e-3", "--warmup_ratio", "0", "--switch_every", "2", "--eval_steps", "100",
-            "--save_steps", "100", "--logging_steps", "1", *extra]
-    if name:
-        argv += ["--run_name", name]
-    return train.main(argv)
+    return train.main(smoke_argv(tmp_path, tiny_model, data_dir, task, optimizer, *extra, name=name))
 
 
 def weights(tmp_path, results) -> dict[str, torch.Tensor]:
-    best = tmp_path / results["run_name"] / "best"
-    return load_file(str(best / json.loads((best / "best.json").read_text())["file"]))
+    return best_weights(tmp_path / results["run_name"])
 
 
 def initial(tiny_model, head) -> dict[str, torch.Tensor]:
@@ -54,8 +46,8 @@ def test_adam_trains_everything_and_writes_results(tmp_path, tiny_model, data_di
     for name in ("encoder.embeddings.LayerNorm.weight", "encoder.encoder.layer.0.attention.self.query.weight",
                  "encoder.encoder.layer.1.output.dense.weight", "encoder.pooler.dense.weight", "head.dense.weight"):
         assert changed(before, after, name) > 0.9, name
-    # A finished run is not run again.
-    assert run(tmp_path, tiny_model, data_dir, "rte", "adam", "--max_steps", "50") == on_disk
+    # A finished run is not run again (a setting that does not change the numbers may differ; see test_reruns).
+    assert run(tmp_path, tiny_model, data_dir, "rte", "adam", "--save_steps", "50") == on_disk
 
 
 def test_block_trains_one_layer_and_keeps_the_last_layer_active(tmp_path, tiny_model, data_dir):
@@ -172,15 +164,6 @@ def test_wandb_project_without_wandb_is_explained(tmp_path, monkeypatch):
     monkeypatch.setattr(train.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ImportError, match="--wandb_project needs the wandb package: pip install wandb"):
         train.main(["--task", "rte", "--optimizer", "adam", "--output_root", str(tmp_path), "--wandb_project", "x"])
-
-
-def test_half_written_checkpoints_are_not_resumed_from(tmp_path):
-    for step, complete in ((2, True), (4, True), (6, False)):  # a crash while checkpoint-6 was written
-        (tmp_path / f"checkpoint-{step}").mkdir()
-        if complete:
-            (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
-    assert train.last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
-    assert train.last_complete_checkpoint(tmp_path / "checkpoint-6") is None
 
 
 def test_crash_after_training_only_redoes_the_testing(tmp_path, tiny_model, data_dir, capsys):
