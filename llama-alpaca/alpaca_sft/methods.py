@@ -93,11 +93,11 @@ def lora(model, ft, args):
 def sparse(model, ft, args):
     from badam.ratio import BlockOptimizerRatio
 
-    _no_clipping(args, "sparse consumes the gradients inside backward")
+    # The Trainer's max_grad_norm clips it too: SFTTrainer installs badam.hf.clip_ratio_gradients.
     optimizer = BlockOptimizerRatio(model.parameters(), list(model.named_parameters()),
                                     switch_every=ft.switch_block_every, update_ratio=ft.update_ratio,
                                     mask_mode=ft.mask_mode, include_embedding=ft.include_embedding,
-                                    seed=args.seed, **_adam_kwargs(args))
+                                    include_lm_head=ft.include_lm_head, seed=args.seed, **_adam_kwargs(args))
     return model, {"optimizers": (optimizer, None)}
 
 

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 import torch
 from transformers import Trainer, TrainerCallback
 
+from badam.hf import clip_ratio_gradients
 from badam.hf_checkpoint import ResumableTrainerMixin
 
 
@@ -90,6 +91,7 @@ class SFTTrainer(ResumableTrainerMixin, Trainer):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        clip_ratio_gradients(self)  # max_grad_norm clips `sparse`'s gathered gradients too
         self.timer = StepTimer(self.args.device)
         self.add_callback(_TimerCallback(self.timer))
 

@@ -52,6 +52,8 @@ def test_every_finetuning_type_learns(tiny_config, tmp_path, finetuning_type):
     losses = [round(h["loss"], 3) for h in report["log_history"] if "loss" in h]
     assert len(losses) == 12 and falls(report), losses
     assert report["memory"]["parameters_bytes"] > 0 and report["time"]["per_step_seconds"]["forward"] > 0
+    if finetuning_type in ("block", "sparse"):  # max_grad_norm clips (and logs) what trains, ratio mode too
+        assert all(h["grad_norm"] > 0 for h in report["log_history"] if "loss" in h)
 
 
 @pytest.mark.parametrize("finetuning_type", TYPES)
