@@ -94,13 +94,14 @@ def test_readme_ratio_mode_and_bread_keywords():
 class LlamaFactoryStyleTrainer(Trainer):
     """What LLaMA-Factory's CustomSeq2SeqTrainer does under use_badam."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, patch_clipping=True, **kwargs):
         super().__init__(*args, **kwargs)
-        self.accelerator.clip_grad_norm_ = MethodType(clip_grad_norm_old_version, self.accelerator)
+        if patch_clipping:
+            self.accelerator.clip_grad_norm_ = MethodType(clip_grad_norm_old_version, self.accelerator)
         self.add_callback(BAdamCallback)
 
 
-def llamafactory_run(tmp_path, mode, steps=3):
+def llamafactory_run(tmp_path, mode, steps=3, patch_clipping=True):
     model = tiny_llama(layers=2)
     args = training_args(tmp_path, steps, gradient_accumulation_steps=1, per_device_train_batch_size=4,
                          gradient_checkpointing=False, save_strategy="no", max_grad_norm=1.0)
@@ -116,7 +117,8 @@ def llamafactory_run(tmp_path, mode, steps=3):
         optimizer = BlockOptimizerRatio(param_groups=param_groups, named_parameters_list=list(model.named_parameters()),
                                         update_ratio=0.5, mask_mode="adjacent", verbose=0, include_embedding=False,
                                         lr=args.learning_rate, betas=(0.9, 0.999), eps=1e-8)
-    trainer = LlamaFactoryStyleTrainer(model=model, args=args, train_dataset=RepeatTask(4), optimizers=(optimizer, None))
+    trainer = LlamaFactoryStyleTrainer(model=model, args=args, train_dataset=RepeatTask(4), optimizers=(optimizer, None),
+                                       patch_clipping=patch_clipping)
     trainer.train()
     return model, optimizer, trainer
 
@@ -140,6 +142,11 @@ def test_llamafactory_use_badam_trains_and_logs_the_true_grad_norm(tmp_path, mod
     expected = torch.linalg.vector_norm(torch.cat(active)).item()
     assert logs[0]["grad_norm"] == pytest.approx(expected, rel=1e-5)
     assert "lm_head.weight" not in optimizer.entry_of, "the head is frozen by default, as in the published package"
+
+
+def test_ratio_mode_without_the_clipping_patch_says_grad_norm_0_is_wrong(tmp_path):
+    with pytest.warns(UserWarning, match="grad_norm is 0: the Trainer's clipping did not see ratio mode's gradients"):
+        llamafactory_run(tmp_path, "ratio", steps=2, patch_clipping=False)
 
 
 def test_ratio_clipping_scales_the_gathered_gradients_to_the_max_norm():

@@ -24,6 +24,7 @@ run, name the checkpoint here as well as in `trainer.train`:
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from types import MethodType
 from typing import Any
@@ -151,6 +152,7 @@ class BAdamCallback(TrainerCallback):
                  model: nn.Module | None = None) -> None:
         self.optimizer = optimizer
         self.model = model
+        self._warned = False
 
     @property
     def layer_wise(self) -> bool:
@@ -196,7 +198,14 @@ class BAdamCallback(TrainerCallback):
             self.write_checkpoint_files(folder, args, state)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs is None or "loss" not in logs or not self.layer_wise:
+        if logs is None or "loss" not in logs:
+            return
+        if not self.layer_wise:
+            if logs.get("grad_norm") == 0.0 and not self._warned:
+                self._warned = True
+                warnings.warn("grad_norm is 0: the Trainer's clipping did not see ratio mode's gradients and clipped "
+                              "nothing; call badam.hf.clip_ratio_gradients(trainer) after building the Trainer",
+                              stacklevel=2)
             return
         logs["badam_active_block"] = self.block_optimizer.active_block
         # The Trainer stored its copy of these logs in the history before calling us.
