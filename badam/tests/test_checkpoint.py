@@ -158,3 +158,11 @@ def test_best_checkpoint_and_rotation_point_at_published_folders(tmp_path):
     assert "tmp-" not in best and os.path.isdir(best)
     kept = sorted(p for p in os.listdir(tmp_path) if p.startswith("checkpoint-"))
     assert len(kept) <= 3 and "checkpoint-8" in kept and os.path.basename(best) in kept
+
+
+def test_a_broken_later_checkpoint_does_not_outrank_the_fresh_one(tmp_path):
+    badam_trainer(tmp_path, 3).train()
+    (tmp_path / "checkpoint-12").mkdir()  # what a save killed before this resume left behind
+    (tmp_path / "checkpoint-12" / "trainer_state.json").write_text("")
+    badam_trainer(tmp_path, 6, save_total_limit=1).train(resume_from_checkpoint=resolve_resume(tmp_path, "last"))
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint-6"]

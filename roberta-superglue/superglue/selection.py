@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from safetensors.torch import load_file, save
+from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import TrainerCallback
 
-from badam.checkpoint import atomic_write_bytes, file_problem
+from badam.checkpoint import atomic_file, file_problem
 from superglue.files import read_json, write_json_atomic
 
 
@@ -54,8 +54,8 @@ class BestModel(TrainerCallback):
             return  # ties keep the earlier model
         name = f"model-step{state.global_step}.safetensors"
         weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-        # In memory first (a second copy of the weights) so that the one atomic write can fsync it.
-        atomic_write_bytes(self.directory / name, save(weights))
+        with atomic_file(self.directory / name) as tmp:
+            save_file(weights, tmp)
         self.best = {"step": state.global_step, "score": score, "metrics": metrics, "file": name}
         write_json_atomic(self.directory / "best.json", self.best)
         self._tidy()

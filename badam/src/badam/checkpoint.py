@@ -6,7 +6,9 @@ checkpoints as they were and the new one either whole or absent. A staging folde
 killed save is never mistaken for a checkpoint (its name does not match `checkpoint-N`), and the
 next save of the same name clears it.
 
-    with staged("out/checkpoint-500") as folder:   # write everything into `folder`
+    with atomic_file("out/best.safetensors") as tmp:   # one file: write it at `tmp`
+        save_file(weights, tmp)
+    with staged("out/checkpoint-500") as folder:   # a folder: write everything into `folder`
         torch.save(state, folder / "state.pt")
     newest, skipped = newest_complete("out")       # skipped: [(folder, why)] for newer, broken ones
 
@@ -55,22 +57,29 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `path` so that a reader sees the old file or the whole new one, never a part."""
+@contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside `path` to write to; once the block completes it is fsynced and renamed
+    over `path`, so a reader sees the old file or the whole new one, never a part."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    tmp = Path(name)
     try:
+        yield tmp
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide the file from the user's group
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        _fsync(tmp)
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
     _fsync(path.parent)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_file(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

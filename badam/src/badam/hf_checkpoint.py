@@ -115,6 +115,14 @@ class ResumableTrainerMixin:
         if self.args.should_save:
             publish(staged, final)
             shutil.rmtree(root, ignore_errors=True)
+            # Broken later checkpoints, left by a killed save before this run resumed, would outrank
+            # the one just written in the rotation below: they can never be resumed from.
+            for later in run_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+                step = later.name.rpartition("-")[2]
+                problem = trainer_checkpoint_problem(later) if step.isdigit() and int(step) > self.state.global_step else None
+                if problem is not None:
+                    logger.warning("deleting %s: %s", later, problem)
+                    shutil.rmtree(later, ignore_errors=True)
             rotate_checkpoints(output_dir=str(run_dir), save_total_limit=self.args.save_total_limit,
                                best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
         self.accelerator.wait_for_everyone()
