@@ -16,7 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 sys.path.insert(0, str(Path(__file__).parent))
 from badam_tiny import batch, lm_loss, tiny_llama  # noqa: E402
 
-from badam import AdamMini, BlockOptimizer  # noqa: E402
+from badam import AdamMini, BlockOptimizer, unwrap  # noqa: E402
 from badam.distributed import follow_block_switches, leave, load_checkpoint, save_checkpoint  # noqa: E402
 
 STEPS, RESUME_AT, K, LAYERS, GLOBAL_BATCH = 7, 3, 2, 3, 4
@@ -115,7 +115,7 @@ def case_trainer(out):
     initial = {n: p.detach().clone() for n, p in tiny_llama(layers=LAYERS).named_parameters()}
     args = training_args(Path(out).parent / "trainer", max_steps=6, gradient_checkpointing=False, save_strategy="no")
     trainer, model = badam_trainer_run(args)
-    optimizer = trainer.optimizer.optimizer  # accelerate's wrapper, then ours
+    optimizer = unwrap(trainer.optimizer)
     # Every rank must end with the same weights: a block whose gradients DDP did not all-reduce
     # would have trained on each rank's own data and drifted apart.
     flat = torch.cat([p.detach().flatten() for p in model.parameters()])

@@ -17,6 +17,7 @@ import torch.distributed as dist
 sys.path.insert(0, str(Path(__file__).parent))
 from distributed_worker import K, STEPS, TRAINER_ARGS, badam_trainer_run, full_params  # noqa: E402
 
+from badam import unwrap  # noqa: E402
 from badam.distributed import leave  # noqa: E402
 
 # Saved in the middle of a block (K=2), so the resumed run needs the Adam states and masters restored.
@@ -42,7 +43,7 @@ def case_trainer(out, dtype=torch.float32, **overrides):
     output_dir = Path(out).parent / "trainer"
     trainer, model = trainer_run(output_dir, dtype=dtype, **overrides)
     straight = full_params(model)
-    block_optimizer = trainer.optimizer.optimizer.block_optimizer  # accelerate's wrapper, then ours
+    block_optimizer = unwrap(trainer.optimizer).block_optimizer
     masters = list(block_optimizer.masters.master_of.values())
     _, resumed_model = trainer_run(output_dir, resume=str(output_dir / f"checkpoint-{SAVE_STEPS}"), dtype=dtype, **overrides)
     resumed = full_params(resumed_model)

@@ -8,7 +8,7 @@ from badam_tiny import tiny_llama
 from torch.utils.data import Dataset
 from transformers import Trainer, TrainingArguments
 
-from badam import BlockOptimizer
+from badam import BlockOptimizer, unwrap
 from badam.hf import badam_trainer_kwargs
 
 
@@ -50,7 +50,7 @@ def run(output_dir, max_steps, resume=None, seed=0):
 
 
 def block_optimizer(trainer: Trainer) -> BlockOptimizer:
-    return trainer.optimizer.optimizer  # the Trainer wraps it in accelerate's AcceleratedOptimizer
+    return unwrap(trainer.optimizer)
 
 
 def test_one_call_sets_up_badam(tmp_path):

@@ -19,7 +19,7 @@ from distributed_worker import (  # noqa: E402
     GLOBAL_BATCH, K, LAYERS, RESUME_AT, STEPS, TRAINER_ARGS, badam_trainer_run, block_optimizer,
 )
 
-from badam import truncate_backward  # noqa: E402
+from badam import truncate_backward, unwrap  # noqa: E402
 from badam.distributed import follow_block_switches, leave  # noqa: E402
 from badam.zero3 import load_checkpoint, save_checkpoint  # noqa: E402
 
@@ -50,7 +50,7 @@ def train(engine, steps, first_step=0, seen=None):
         engine.backward(lm_loss(engine, shard))
         engine.step()
         if seen is not None:
-            seen.append((engine.optimizer.optimizer.active_block, partition_numel(engine)))
+            seen.append((unwrap(engine.optimizer).active_block, partition_numel(engine)))
 
 
 def partition_numel(engine):
@@ -114,7 +114,7 @@ def case_trainer(out):
     output_dir = Path(out).parent / "trainer"
     trainer, model = trainer_run(output_dir, STEPS)
     straight = full_params(model)
-    optimizer = trainer.optimizer.optimizer.optimizer  # accelerate's wrapper, DeepSpeed's, then ours
+    optimizer = unwrap(trainer.optimizer)
     layers_moved = sorted({n.split(".")[2] for n, p in straight.items() if "layers" in n and not torch.equal(p, INITIAL[n])})
     _, resumed_model = trainer_run(output_dir, STEPS, resume=str(output_dir / "checkpoint-4"))
     resumed = full_params(resumed_model)

@@ -116,17 +116,13 @@ def _numel(param: torch.Tensor) -> int:
 
 def _trainable(optimizer: torch.optim.Optimizer) -> int:
     """Parameters the optimizer can update over the run (BAdam: all its blocks, not just the active one)."""
-    from accelerate.optimizer import AcceleratedOptimizer
-
+    from badam import unwrap
     from badam.fsdp import FSDPBlockOptimizer
 
-    if isinstance(optimizer, AcceleratedOptimizer):
-        optimizer = optimizer.optimizer
-    if not isinstance(optimizer, torch.optim.Optimizer):  # DeepSpeed's ZeRO wrapper around ours
-        optimizer = optimizer.optimizer
-    if isinstance(optimizer, FSDPBlockOptimizer):  # BAdam on FSDP2: the BlockOptimizer it built
-        optimizer = optimizer.block_optimizer
-    blocks = getattr(optimizer, "blocks", None)
+    inner = unwrap(optimizer)
+    if isinstance(inner, FSDPBlockOptimizer):  # BAdam on FSDP2: the BlockOptimizer it built
+        inner = inner.block_optimizer
+    blocks = getattr(inner, "blocks", None)
     if blocks is not None:
         return sum(_numel(p) for block in blocks for p in block)
     return sum(_numel(p) for g in optimizer.param_groups for p in g["params"])

@@ -17,11 +17,12 @@ from .clipping import clip_grad_norm_old_version
 from .ratio import BlockOptimizerRatio
 from .schedule import SWITCH_MODES, suggest_switch_every
 from .truncation import truncate_backward
+from .unwrap import unwrap
 
 __version__ = "1.5.0"  # the published package's successor, so that `badam>=1.2.1` checks pass
 
 __all__ = ["AdamMini", "BAdamCallback", "BlockOptimizer", "BlockOptimizerRatio", "SWITCH_MODES", "__version__",
-           "clip_grad_norm_old_version", "suggest_switch_every", "truncate_backward"]
+           "clip_grad_norm_old_version", "suggest_switch_every", "truncate_backward", "unwrap"]
 
 
 def __getattr__(name: str) -> Any:

@@ -42,6 +42,7 @@ from .fsdp import FSDPBlockOptimizer
 from .hf_checkpoint import resolve_resume
 from .ratio import BlockOptimizerRatio
 from .truncation import truncate_backward
+from .unwrap import unwrap
 from .zero3 import SCHEDULE_FILE, read_schedule, write_schedule
 
 
@@ -132,13 +133,6 @@ def _check_fsdp(args: TrainingArguments) -> None:
             "would upcast the trainable block to fp32 for good. Load the model in bf16 instead; BAdam keeps fp32 "
             "masters of the active block itself."
         )
-
-
-def unwrap(optimizer: Any) -> BlockOptimizer | FSDPBlockOptimizer | BlockOptimizerRatio | None:
-    """The BAdam optimizer inside the wrappers around it (accelerate's, DeepSpeed's), or None."""
-    while optimizer is not None and not isinstance(optimizer, (BlockOptimizer, FSDPBlockOptimizer, BlockOptimizerRatio)):
-        optimizer = getattr(optimizer, "optimizer", None)
-    return optimizer
 
 
 class BAdamCallback(TrainerCallback):

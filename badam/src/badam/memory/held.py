@@ -85,11 +85,11 @@ def _updating(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
     its groups and the fp32 masters in its state; the BlockOptimizer inside shows them as they are.
     """
     from ..fsdp import FSDPBlockOptimizer
+    from ..unwrap import unwrap
 
-    inner = getattr(optimizer, "optimizer", optimizer)
-    for candidate in (optimizer, inner):
-        if isinstance(candidate, FSDPBlockOptimizer) and candidate.block_optimizer is not None:
-            return candidate.block_optimizer
+    inner = unwrap(optimizer)
+    if isinstance(inner, FSDPBlockOptimizer) and inner.block_optimizer is not None:
+        return inner.block_optimizer
     return optimizer
 
 
