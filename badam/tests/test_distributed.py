@@ -29,6 +29,7 @@ def single_process_run(**optimizer_kwargs):
     return model
 
 
+@pytest.mark.distributed
 def test_ddp_equals_single_process_across_switches(tmp_path):
     result = torchrun("ddp_equals_single", tmp_path)
     assert result["blocks_seen"] >= 3, "the run must cross at least two block switches"
@@ -43,6 +44,7 @@ def test_ddp_equals_single_process_across_switches(tmp_path):
      ("fsdp_adam_mini", {"inner": "adam_mini"})],
     ids=["adamw", "bread-sgd", "adam-mini"],
 )
+@pytest.mark.distributed
 def test_fsdp2_equals_single_process_across_switches(tmp_path, case, optimizer_kwargs):
     # BREAD's SGD hooks then see the reduce-scattered shard of the gradient, and Adam-mini's per-head
     # and per-row second moments are computed on row shards: both must match one process.
@@ -54,16 +56,19 @@ def test_fsdp2_equals_single_process_across_switches(tmp_path, case, optimizer_k
 
 
 @pytest.mark.parametrize("case", ["fsdp_resume", "fsdp_resume_after_switch"])
+@pytest.mark.distributed
 def test_fsdp2_sharded_checkpoint_resumes_exactly(tmp_path, case):
     result = torchrun(case, tmp_path)
     assert result["masters_sharded"], "the fp32 masters of a sharded bf16 model must be sharded too"
     assert result["identical"]
 
 
+@pytest.mark.distributed
 def test_ddp_resume_equals_straight_run(tmp_path):
     assert torchrun("ddp_resume", tmp_path)["identical"]
 
 
+@pytest.mark.distributed
 def test_trainer_keeps_every_block_synchronised(tmp_path):
     result = torchrun("trainer", tmp_path)
     assert result["switch_hooks"] == 1, "the Trainer's DDP wrapper was not found"
@@ -71,6 +76,7 @@ def test_trainer_keeps_every_block_synchronised(tmp_path):
     assert result["ranks_equal"], "a block trained unsynchronised after a switch"
 
 
+@pytest.mark.distributed
 def test_ratio_mode_is_refused_on_several_processes(tmp_path):
     # Its hooks would take each gradient before DDP averages it; FSDP2 never passes it through them.
     message = torchrun("ratio_refused", tmp_path)["message"]
@@ -88,6 +94,7 @@ def test_rebuild_refuses_static_graph():
         rebuild_reducer(Fake())
 
 
+@pytest.mark.distributed
 def test_memory_per_rank_script(tmp_path):
     pytest.importorskip("deepspeed", reason="DeepSpeed is not installed (pip install -r requirements.txt)")
     out = tmp_path / "memory.json"

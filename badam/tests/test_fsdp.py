@@ -30,6 +30,7 @@ def saved_optimizer_keys(checkpoint: Path) -> list[str]:
     return sorted(dcp.FileSystemReader(str(checkpoint / "optimizer_0")).read_metadata().state_dict_metadata)
 
 
+@pytest.mark.distributed
 def test_trainer_on_fsdp2_equals_one_process_and_resumes(tmp_path):
     result = accelerate_launch("trainer", tmp_path)
     assert result["sharded"], "accelerate did not shard the model into DTensors"
@@ -45,6 +46,7 @@ def test_trainer_on_fsdp2_equals_one_process_and_resumes(tmp_path):
         torch.testing.assert_close(result["params"][name], param.detach(), rtol=0, atol=1e-6, msg=name)
 
 
+@pytest.mark.distributed
 def test_bf16_trainer_on_fsdp2_keeps_sharded_masters_through_a_checkpoint(tmp_path):
     result = accelerate_launch("trainer_bf16", tmp_path)
     assert result["masters_sharded"] and set(result["masters_sharded"]) == {"DTensor"}

@@ -35,6 +35,7 @@ def losses(output_dir: Path) -> list[dict]:
 
 
 @pytest.mark.parametrize("engine, launcher", [("loop-fsdp2", "torchrun"), ("loop-zero3", "deepspeed"), ("loop-ddp", "accelerate")])
+@pytest.mark.distributed
 def test_plain_loop_resumes_exactly_under_each_launcher(tmp_path, engine, launcher):
     launch(engine, *LOOP, "--steps", "6", "--output_dir", str(tmp_path / "straight"), launcher=launcher)
     launch(engine, *LOOP, "--steps", "3", "--output_dir", str(tmp_path / "resumed"), launcher=launcher)
@@ -54,6 +55,7 @@ def recipe(output: Path) -> list[str]:
             "--gradient_checkpointing", "true"]
 
 
+@pytest.mark.distributed
 def test_trainer_recipe_on_zero3(tmp_path):
     output = tmp_path / "sft"
     launch("zero3", *recipe(output))
@@ -66,6 +68,7 @@ def test_trainer_recipe_on_zero3(tmp_path):
     assert len(blocks) == 4 and blocks[0] == blocks[1] != blocks[2] == blocks[3]
 
 
+@pytest.mark.distributed
 def test_trainer_recipe_on_fsdp2_reaches_badam_through_accelerate(tmp_path):
     # accelerate shards on GPUs only (tests/test_fsdp.py switches it on for CPU ranks). Here the
     # FSDP2 config, through launch.sh and alpaca_sft (--bf16 with mixed precision kept off), must
@@ -77,6 +80,7 @@ def test_trainer_recipe_on_fsdp2_reaches_badam_through_accelerate(tmp_path):
     assert refused.returncode == 2 and "fsdp2 runs under accelerate" in refused.stderr
 
 
+@pytest.mark.distributed
 def test_plain_loop_checkpoints_on_sigterm_and_resumes_exactly(tmp_path):
     """torchrun forwards SIGTERM to both ranks: they finish the step, save step-N, exit 143; --resume continues."""
     import os

@@ -24,6 +24,7 @@ def torchrun(case: str, tmp_path: Path) -> dict:
 
 
 @pytest.mark.parametrize("case", ["equals_single", "checkpointing_equals_single"])
+@pytest.mark.distributed
 def test_zero3_equals_single_process_across_switches(tmp_path, case):
     result = torchrun(case, tmp_path)
     assert result["blocks_seen"] >= 3, "the run must cross at least two block switches"
@@ -37,10 +38,12 @@ def test_zero3_equals_single_process_across_switches(tmp_path, case):
         assert numel == result["block_share"][block]
 
 
+@pytest.mark.distributed
 def test_zero3_resume_equals_straight_run(tmp_path):
     assert torchrun("resume", tmp_path)["identical"]
 
 
+@pytest.mark.distributed
 def test_trainer_with_a_zero3_config_equals_one_process_and_resumes(tmp_path):
     result = torchrun("trainer", tmp_path)
     assert result["zero3"], "the Trainer's DeepSpeed ZeRO-3 config did not put BAdam in ZeRO-3 mode"
