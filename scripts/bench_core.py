@@ -84,11 +84,23 @@ def load_published():
     if not (PUBLISHED_DIR / "badam" / "__init__.py").exists():
         print(f"[bench] installing the published badam==1.4 into {PUBLISHED_DIR}", flush=True)
         subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(PUBLISHED_DIR), "badam==1.4"],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--target",
+                str(PUBLISHED_DIR),
+                "badam==1.4",
+            ],
             check=True,
         )
     package = PUBLISHED_DIR / "badam"
-    spec = importlib.util.spec_from_file_location("badam_published", package / "__init__.py", submodule_search_locations=[str(package)])
+    spec = importlib.util.spec_from_file_location(
+        "badam_published", package / "__init__.py", submodule_search_locations=[str(package)]
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules["badam_published"] = module
     spec.loader.exec_module(module)
@@ -98,8 +110,12 @@ def load_published():
 def build_model(args: Args) -> LlamaForCausalLM:
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=args.intermediate,
-        num_hidden_layers=args.layers, num_attention_heads=args.heads, num_key_value_heads=args.heads,
+        vocab_size=args.vocab,
+        hidden_size=args.hidden,
+        intermediate_size=args.intermediate,
+        num_hidden_layers=args.layers,
+        num_attention_heads=args.heads,
+        num_key_value_heads=args.heads,
         max_position_embeddings=args.seq,
     )
     model = LlamaForCausalLM(config).to(torch.bfloat16).train()
@@ -115,7 +131,9 @@ def make_optimizer(method: str, model: LlamaForCausalLM, args: Args, published_c
     if method == "AdamW (full)":
         return base, base
     if method == "BAdam (ours)":
-        optimizer = BlockOptimizer(base, named, switch_block_every=args.switch_every, switch_mode="ascending", verbose=0)
+        optimizer = BlockOptimizer(
+            base, named, switch_block_every=args.switch_every, switch_mode="ascending", verbose=0
+        )
         if args.checkpointing:
             truncate_backward(model, optimizer)  # what badam.hf's callback does in a Trainer run
         return optimizer, base
@@ -129,7 +147,9 @@ def active_params(model: torch.nn.Module) -> int:
 PHASES = ("forward", "backward", "update")
 
 
-def timed_step(model: torch.nn.Module, inputs: torch.Tensor, optimizer: torch.optim.Optimizer) -> tuple[float, float, float]:
+def timed_step(
+    model: torch.nn.Module, inputs: torch.Tensor, optimizer: torch.optim.Optimizer
+) -> tuple[float, float, float]:
     """One training step on a language-modelling batch; seconds of forward, backward and update."""
     t0 = time.perf_counter()
     loss = model(input_ids=inputs, labels=inputs).loss
@@ -188,12 +208,18 @@ class Trainee:
 
 def report(results: list[Result]) -> dict:
     by = {r.method: r for r in results}
-    print(f"\n{'method':<24}{'forward s':>11}{'backward s':>12}{'update s':>10}{'step s':>9}{'peak B/active param':>21}")
+    print(
+        f"\n{'method':<24}{'forward s':>11}{'backward s':>12}{'update s':>10}{'step s':>9}{'peak B/active param':>21}"
+    )
     for r in results:
-        print(f"{r.method:<24}{r.forward_s:>11.4f}{r.backward_s:>12.4f}{r.update_s:>10.4f}{r.step_s:>9.4f}{r.peak_bytes_per_active_param:>21.2f}")
+        print(
+            f"{r.method:<24}{r.forward_s:>11.4f}{r.backward_s:>12.4f}{r.update_s:>10.4f}{r.step_s:>9.4f}{r.peak_bytes_per_active_param:>21.2f}"
+        )
     ours, adamw, published = by["BAdam (ours)"], by["AdamW (full)"], by.get("BAdam (published 1.4)")
-    ratios = {"forward ours/AdamW (noise gauge)": ours.forward_s / adamw.forward_s,
-              "backward ours/AdamW": ours.backward_s / adamw.backward_s}
+    ratios = {
+        "forward ours/AdamW (noise gauge)": ours.forward_s / adamw.forward_s,
+        "backward ours/AdamW": ours.backward_s / adamw.backward_s,
+    }
     if published is not None:
         ratios["forward ours/published (noise gauge)"] = ours.forward_s / published.forward_s
         ratios["backward published/AdamW"] = published.backward_s / adamw.backward_s
@@ -233,7 +259,11 @@ def main(argv: list[str] | None = None) -> None:
     results = {t.method: t.result() for t in trainees}
     ratios = report(list(results.values()))
     if args.out:
-        Path(args.out).write_text(json.dumps({"args": asdict(args), "ratios": ratios, "results": [asdict(r) for r in results.values()]}, indent=1))
+        Path(args.out).write_text(
+            json.dumps(
+                {"args": asdict(args), "ratios": ratios, "results": [asdict(r) for r in results.values()]}, indent=1
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -48,9 +48,15 @@ class Args:
 
 def build(args: Args, device: torch.device) -> LlamaForCausalLM:
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=args.intermediate,
-                         num_hidden_layers=args.layers, num_attention_heads=args.heads,
-                         num_key_value_heads=args.heads, max_position_embeddings=args.seq)
+    config = LlamaConfig(
+        vocab_size=args.vocab,
+        hidden_size=args.hidden,
+        intermediate_size=args.intermediate,
+        num_hidden_layers=args.layers,
+        num_attention_heads=args.heads,
+        num_key_value_heads=args.heads,
+        max_position_embeddings=args.seq,
+    )
     with device:
         return LlamaForCausalLM(config).to(torch.bfloat16)
 
@@ -60,17 +66,22 @@ def zero3_held(engine) -> tuple[int, int]:
     master partitions of the active block, their Adam states and the fp32 gradient partitions)."""
     zero = engine.optimizer
     weights = storage_bytes([p.ds_tensor for p in engine.module.parameters()])
-    return weights, storage_bytes([zero.fp32_partitioned_groups_flat, zero.optimizer.state, zero.grad_partitions_flat_buffer])
+    return weights, storage_bytes(
+        [zero.fp32_partitioned_groups_flat, zero.optimizer.state, zero.grad_partitions_flat_buffer]
+    )
 
 
 def zero3_engine(model: LlamaForCausalLM, optimizer: BlockOptimizer, args: Args):
     import deepspeed
 
     config = {
-        "train_micro_batch_size_per_gpu": args.batch, "gradient_accumulation_steps": 1, "bf16": {"enabled": True},
+        "train_micro_batch_size_per_gpu": args.batch,
+        "gradient_accumulation_steps": 1,
+        "bf16": {"enabled": True},
         # Every weight partitioned (none kept whole as "persistent"), small communication buckets.
         "zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0, "reduce_bucket_size": 2**20},
-        "zero_allow_untested_optimizer": True, "steps_per_print": 10**9,
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 10**9,
     }
     engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
     follow_block_switches(engine, optimizer)
@@ -84,9 +95,14 @@ def measure(engine: str, args: Args, device: torch.device) -> dict[str, float]:
         for layer in model.model.layers:
             fully_shard(layer)
         fully_shard(model)
-    optimizer = BlockOptimizer(torch.optim.AdamW(model.parameters(), lr=1e-5), list(model.named_parameters()),
-                               switch_block_every=100, switch_mode="ascending", verbose=0,
-                               ds_zero3_enabled=engine == "zero3")
+    optimizer = BlockOptimizer(
+        torch.optim.AdamW(model.parameters(), lr=1e-5),
+        list(model.named_parameters()),
+        switch_block_every=100,
+        switch_mode="ascending",
+        verbose=0,
+        ds_zero3_enabled=engine == "zero3",
+    )
     block = sum(p.numel() for p in optimizer.blocks[optimizer.active_block])
     forward = model
     if engine == "ddp":
@@ -110,8 +126,12 @@ def measure(engine: str, args: Args, device: torch.device) -> dict[str, float]:
         optimizer.step()
         optimizer.zero_grad()
     return {
-        "engine": engine, "M": n_params, "D": optimizer.num_blocks, "active_block_params": block,
-        "weights_mb": weights / MB, "optimizer_held_mb": optimizer_held / MB,
+        "engine": engine,
+        "M": n_params,
+        "D": optimizer.num_blocks,
+        "active_block_params": block,
+        "weights_mb": weights / MB,
+        "optimizer_held_mb": optimizer_held / MB,
         "rank_total_mb": (weights + optimizer_held) / MB,
     }
 
@@ -131,15 +151,24 @@ def main() -> None:
         every = [None] * world
         dist.all_gather_object(every, mine)
         m, d = mine["M"], mine["D"]
-        figures.append({**mine, "max_rank_total_mb": max(f["rank_total_mb"] for f in every),
-                        "formula_replicated_mb": (2 * m + 16 * m / d) / MB,
-                        "formula_per_rank_mb": (2 * m + 16 * m / d) / world / MB})
+        figures.append(
+            {
+                **mine,
+                "max_rank_total_mb": max(f["rank_total_mb"] for f in every),
+                "formula_replicated_mb": (2 * m + 16 * m / d) / MB,
+                "formula_per_rank_mb": (2 * m + 16 * m / d) / world / MB,
+            }
+        )
     if rank == 0:
         print(f"{world} ranks; M = {figures[0]['M']:,} parameters, D = {figures[0]['D']} blocks; MB = 2**20 bytes")
-        print(f"{'engine':<8}{'weights MB':>12}{'optimizer MB':>14}{'rank total MB':>15}{'(2M+16M/D)/N':>15}{'2M+16M/D':>11}")
+        print(
+            f"{'engine':<8}{'weights MB':>12}{'optimizer MB':>14}{'rank total MB':>15}{'(2M+16M/D)/N':>15}{'2M+16M/D':>11}"
+        )
         for f in figures:
-            print(f"{f['engine']:<8}{f['weights_mb']:>12.2f}{f['optimizer_held_mb']:>14.2f}{f['max_rank_total_mb']:>15.2f}"
-                  f"{f['formula_per_rank_mb']:>15.2f}{f['formula_replicated_mb']:>11.2f}")
+            print(
+                f"{f['engine']:<8}{f['weights_mb']:>12.2f}{f['optimizer_held_mb']:>14.2f}{f['max_rank_total_mb']:>15.2f}"
+                f"{f['formula_per_rank_mb']:>15.2f}{f['formula_replicated_mb']:>11.2f}"
+            )
         if args.out:
             Path(args.out).write_text(json.dumps({"world": world, "args": asdict(args), "figures": figures}, indent=1))
     leave()

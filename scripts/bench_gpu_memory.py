@@ -46,9 +46,12 @@ def build(args: Args) -> LlamaForCausalLM:
         shape["num_hidden_layers"] = args.layers
     if args.hidden:
         scale = args.hidden / shape["hidden_size"]
-        shape.update(hidden_size=args.hidden, intermediate_size=int(shape["intermediate_size"] * scale),
-                     num_attention_heads=max(1, shape["num_attention_heads"] * args.hidden // shape["hidden_size"]),
-                     num_key_value_heads=max(1, shape["num_key_value_heads"] * args.hidden // shape["hidden_size"]))
+        shape.update(
+            hidden_size=args.hidden,
+            intermediate_size=int(shape["intermediate_size"] * scale),
+            num_attention_heads=max(1, shape["num_attention_heads"] * args.hidden // shape["hidden_size"]),
+            num_key_value_heads=max(1, shape["num_key_value_heads"] * args.hidden // shape["hidden_size"]),
+        )
     config = LlamaConfig(**shape, max_position_embeddings=max(args.seq, 4096))
     torch.manual_seed(0)
     with torch.device(args.device):
@@ -68,8 +71,9 @@ def main() -> None:
 
     model = build(args)
     base = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.0)
-    optimizer = BlockOptimizer(base, list(model.named_parameters()), switch_block_every=args.switch_every,
-                               switch_mode="random", verbose=0)
+    optimizer = BlockOptimizer(
+        base, list(model.named_parameters()), switch_block_every=args.switch_every, switch_mode="random", verbose=0
+    )
     truncate_backward(model, optimizer)
     inputs = torch.randint(0, model.config.vocab_size, (args.batch, args.seq), device=device)
 
@@ -97,18 +101,28 @@ def main() -> None:
     peak_bytes = baseline + peak.peak_delta_bytes
     estimated = estimate("badam", model).ours
     figures = {
-        "model": args.model, "device": str(torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"),
-        "batch": args.batch, "seq": args.seq, "parameters": sum(p.numel() for p in model.parameters()),
-        "peak_gb": peak_bytes / GB, "paper_peak_gb": PAPER_PEAK_GB.get(args.model),
+        "model": args.model,
+        "device": str(torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"),
+        "batch": args.batch,
+        "seq": args.seq,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "peak_gb": peak_bytes / GB,
+        "paper_peak_gb": PAPER_PEAK_GB.get(args.model),
         "estimate_without_activations_gb": estimated.total / GB,
         **{f"{key}_s": statistics.median(values) for key, values in timings.items()},
     }
-    print(f"BAdam, {args.model} shape ({figures['parameters']:,} parameters), bf16, batch {args.batch} x {args.seq}, "
-          f"gradient checkpointing, on {figures['device']}")
-    print(f"  peak memory      {figures['peak_gb']:.2f} GB   (paper: {figures['paper_peak_gb']} GB; "
-          f"badam.memory without activations: {figures['estimate_without_activations_gb']:.2f} GB)")
-    print(f"  step time split  forward {figures['forward_s']:.3f} s, backward {figures['backward_s']:.3f} s, "
-          f"update {figures['update_s']:.3f} s (medians of {args.steps} steps)")
+    print(
+        f"BAdam, {args.model} shape ({figures['parameters']:,} parameters), bf16, batch {args.batch} x {args.seq}, "
+        f"gradient checkpointing, on {figures['device']}"
+    )
+    print(
+        f"  peak memory      {figures['peak_gb']:.2f} GB   (paper: {figures['paper_peak_gb']} GB; "
+        f"badam.memory without activations: {figures['estimate_without_activations_gb']:.2f} GB)"
+    )
+    print(
+        f"  step time split  forward {figures['forward_s']:.3f} s, backward {figures['backward_s']:.3f} s, "
+        f"update {figures['update_s']:.3f} s (medians of {args.steps} steps)"
+    )
     if args.out:
         Path(args.out).write_text(json.dumps(figures, indent=1))
 

@@ -37,7 +37,6 @@ from badam.memory import held_bytes
 from badam.ratio import BlockOptimizerRatio
 
 
-
 @dataclass
 class Args:
     layers: int = 8  # decoder layers
@@ -77,8 +76,13 @@ class Trainee:
         self.method = method
         self.model = build_model(args)
         kind, mask_mode = method.split()
-        settings = dict(switch_every=args.switch_every, update_ratio=args.update_ratio, mask_mode=mask_mode, lr=args.lr,
-                        include_embedding=args.include_embedding)
+        settings = dict(
+            switch_every=args.switch_every,
+            update_ratio=args.update_ratio,
+            mask_mode=mask_mode,
+            lr=args.lr,
+            include_embedding=args.include_embedding,
+        )
         named = list(self.model.named_parameters())
         if kind == "AdamW":
             self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=args.lr, weight_decay=0.0)

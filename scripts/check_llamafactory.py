@@ -40,33 +40,52 @@ def pip(*args: str) -> None:
 
 def make_environment() -> None:
     python = VENV / "bin" / "python"
-    if python.exists() and subprocess.run([str(python), "-c", "import llamafactory"], capture_output=True).returncode == 0:
+    if (
+        python.exists()
+        and subprocess.run([str(python), "-c", "import llamafactory"], capture_output=True).returncode == 0
+    ):
         return
     subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
     index = ["--extra-index-url", os.environ["TORCH_INDEX_URL"]] if os.environ.get("TORCH_INDEX_URL") else []
     # torch pinned in the same command, or pip resolves LLaMA-Factory's own torch (a CUDA build).
     pip("install", TORCH, LLAMAFACTORY, *index)
     pip("uninstall", "-y", "torchvision", "torchaudio")
-    site = subprocess.run([str(VENV / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    site = subprocess.run(
+        [str(VENV / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     stand_in = Path(site) / "torchaudio"
     stand_in.mkdir(exist_ok=True)
-    (stand_in / "__init__.py").write_text('"""Stand-in: no torchaudio wheel matches torch 2.13 (see scripts/check_llamafactory.py)."""\n')
+    (stand_in / "__init__.py").write_text(
+        '"""Stand-in: no torchaudio wheel matches torch 2.13 (see scripts/check_llamafactory.py)."""\n'
+    )
 
 
 def make_model(folder: Path) -> None:
     """A tiny random Llama with the offline tokenizer of llama-alpaca, saved as a model directory."""
     sys.path.insert(0, str(ROOT / "llama-alpaca"))
     import torch
-    from alpaca_sft.model import demo_tokenizer
     from transformers import LlamaConfig, LlamaForCausalLM
+
+    from alpaca_sft.model import demo_tokenizer
 
     tokenizer = demo_tokenizer(512)
     # Hidden 128: every tensor has at least ratio mode's 100 entries, so both packages mask all alike.
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -75,14 +94,34 @@ def make_model(folder: Path) -> None:
 def run(work: Path, mode: str, package: str, steps: int) -> list[dict]:
     output = work / f"out-{package}-{mode}"
     config = {
-        "model_name_or_path": str(work / "model"), "stage": "sft", "do_train": True, "finetuning_type": "full",
-        "use_badam": True, "badam_mode": mode, "badam_switch_mode": "ascending", "badam_switch_interval": 2,
-        "badam_update_ratio": 0.5, "badam_mask_mode": "adjacent", "badam_verbose": 0,
-        "dataset": "alpaca_gpt4_sample", "dataset_dir": str(work / "data"), "template": "default",
-        "cutoff_len": 128, "max_samples": 64, "overwrite_cache": True, "output_dir": str(output),
-        "overwrite_output_dir": True, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,
-        "learning_rate": 1e-3, "lr_scheduler_type": "constant", "max_steps": steps, "logging_steps": 1,
-        "save_strategy": "no", "report_to": "none", "seed": 0,
+        "model_name_or_path": str(work / "model"),
+        "stage": "sft",
+        "do_train": True,
+        "finetuning_type": "full",
+        "use_badam": True,
+        "badam_mode": mode,
+        "badam_switch_mode": "ascending",
+        "badam_switch_interval": 2,
+        "badam_update_ratio": 0.5,
+        "badam_mask_mode": "adjacent",
+        "badam_verbose": 0,
+        "dataset": "alpaca_gpt4_sample",
+        "dataset_dir": str(work / "data"),
+        "template": "default",
+        "cutoff_len": 128,
+        "max_samples": 64,
+        "overwrite_cache": True,
+        "output_dir": str(output),
+        "overwrite_output_dir": True,
+        "per_device_train_batch_size": 4,
+        "gradient_accumulation_steps": 1,
+        "learning_rate": 1e-3,
+        "lr_scheduler_type": "constant",
+        "max_steps": steps,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": "none",
+        "seed": 0,
         # The published ratio mode takes no `fused` argument, which the default optim would pass.
         "optim": "adamw_torch",
     }
@@ -90,8 +129,13 @@ def run(work: Path, mode: str, package: str, steps: int) -> list[dict]:
     path.write_text(json.dumps(config))  # JSON is YAML
     log = work / f"{package}-{mode}.log"
     with log.open("w") as out:
-        result = subprocess.run([str(VENV / "bin" / "llamafactory-cli"), "train", str(path)], stdout=out,
-                                stderr=subprocess.STDOUT, cwd=work, timeout=900)
+        result = subprocess.run(
+            [str(VENV / "bin" / "llamafactory-cli"), "train", str(path)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=work,
+            timeout=900,
+        )
     if result.returncode != 0:
         sys.exit(f"llamafactory-cli train failed ({package}, {mode}); the end of {log}:\n{log.read_text()[-3000:]}")
     history = json.loads((output / "trainer_state.json").read_text())["log_history"]
@@ -102,19 +146,29 @@ def report(runs: dict[tuple[str, str], list[dict]], steps: int) -> tuple[str, li
     lines, failures = [], []
     for mode in ("layer", "ratio"):
         ours, published = runs[("ours", mode)], runs[("published", mode)]
-        lines += [f"### badam_mode: {mode}", "", "| step | loss (this package) | loss (badam 1.4) | grad_norm (this package) | "
-                  "grad_norm (badam 1.4) |", "|---:|---:|---:|---:|---:|"]
-        lines += [f"| {a['step']} | {a['loss']:.4f} | {b['loss']:.4f} | {a['grad_norm']:.6f} | {b['grad_norm']:.6f} |"
-                  for a, b in zip(ours, published)]
+        lines += [
+            f"### badam_mode: {mode}",
+            "",
+            "| step | loss (this package) | loss (badam 1.4) | grad_norm (this package) | grad_norm (badam 1.4) |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {a['step']} | {a['loss']:.4f} | {b['loss']:.4f} | {a['grad_norm']:.6f} | {b['grad_norm']:.6f} |"
+            for a, b in zip(ours, published)
+        ]
         lines.append("")
         for package, logs in (("this package", ours), ("badam 1.4", published)):
             if len(logs) != steps or not all(h["grad_norm"] > 0 for h in logs):
-                failures.append(f"{mode}, {package}: {len(logs)} logged steps, grad_norm {[h['grad_norm'] for h in logs]}")
+                failures.append(
+                    f"{mode}, {package}: {len(logs)} logged steps, grad_norm {[h['grad_norm'] for h in logs]}"
+                )
             if not sum(h["loss"] for h in logs[-3:]) < sum(h["loss"] for h in logs[:3]):
                 failures.append(f"{mode}, {package}: the loss did not fall")
         first = abs(ours[0]["grad_norm"] - published[0]["grad_norm"]) / published[0]["grad_norm"]
         if first > 1e-5:
-            failures.append(f"{mode}: step 1 grad_norm {ours[0]['grad_norm']} vs the published {published[0]['grad_norm']}")
+            failures.append(
+                f"{mode}: step 1 grad_norm {ours[0]['grad_norm']} vs the published {published[0]['grad_norm']}"
+            )
     return "\n".join(lines), failures
 
 
@@ -141,9 +195,11 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     table, failures = report(runs, args.steps)
-    text = (f"LLaMA-Factory 0.9.5, `llamafactory-cli train`, use_badam, {args.steps} steps of batch 4 on the "
-            f"Alpaca-GPT4 sample; a 2-layer Llama (hidden 128), fp32 on CPU, lr 1e-3, K = 2, update_ratio 0.5.\n\n{table}\n"
-            + ("\nAll checks passed.\n" if not failures else "\nFAILED:\n" + "\n".join(f"- {f}" for f in failures) + "\n"))
+    text = (
+        f"LLaMA-Factory 0.9.5, `llamafactory-cli train`, use_badam, {args.steps} steps of batch 4 on the "
+        f"Alpaca-GPT4 sample; a 2-layer Llama (hidden 128), fp32 on CPU, lr 1e-3, K = 2, update_ratio 0.5.\n\n{table}\n"
+        + ("\nAll checks passed.\n" if not failures else "\nFAILED:\n" + "\n".join(f"- {f}" for f in failures) + "\n")
+    )
     Path(args.report).parent.mkdir(parents=True, exist_ok=True)
     Path(args.report).write_text(text)
     print(text)

@@ -21,7 +21,9 @@ from badam import BlockOptimizer
 from badam.memory import GB, estimate, held_bytes
 
 
-def counting_batch(generator: torch.Generator, batch: int, length: int, vocab: int) -> tuple[torch.Tensor, torch.Tensor]:
+def counting_batch(
+    generator: torch.Generator, batch: int, length: int, vocab: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     start = torch.randint(0, vocab, (batch, 1), generator=generator)
     stride = torch.randint(1, 4, (batch, 1), generator=generator)
     inputs = (start + stride * torch.arange(length)) % vocab
@@ -39,18 +41,30 @@ def main() -> None:
 
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=64, hidden_size=128, intermediate_size=344, num_hidden_layers=4,
-        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64,
+        vocab_size=64,
+        hidden_size=128,
+        intermediate_size=344,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=64,
     )
     model = LlamaForCausalLM(config).to(torch.bfloat16)
     base = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     optimizer = BlockOptimizer(
-        base, list(model.named_parameters()), switch_block_every=args.switch_every,
-        switch_mode="random", include_embedding=True, include_lm_head=True, verbose=0,
+        base,
+        list(model.named_parameters()),
+        switch_block_every=args.switch_every,
+        switch_mode="random",
+        include_embedding=True,
+        include_lm_head=True,
+        verbose=0,
     )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.steps)
-    print(f"BAdam on a {sum(p.numel() for p in model.parameters()):,}-parameter bf16 Llama: "
-          f"{optimizer.num_blocks} blocks, K={args.switch_every}, random order")
+    print(
+        f"BAdam on a {sum(p.numel() for p in model.parameters()):,}-parameter bf16 Llama: "
+        f"{optimizer.num_blocks} blocks, K={args.switch_every}, random order"
+    )
 
     generator = torch.Generator().manual_seed(0)
     measured = None
@@ -78,15 +92,21 @@ def main() -> None:
             ("bf16 gradients", held.gradients, None),
             ("fp32 master copies", held.master_copies, None),
             ("Adam states (m, v)", held.optimizer_states, None),
-            ("bytes / active parameter", held.optimizer_held / n_active, ours.optimizer_held / ours_block_params(model)),
+            (
+                "bytes / active parameter",
+                held.optimizer_held / n_active,
+                ours.optimizer_held / ours_block_params(model),
+            ),
         ):
             print(f"{label:<26}{got:>12,.1f}" + (f"{want:>12,.1f}" if want is not None else ""))
 
     print("\nThe paper's Table 1 for Llama 2-7B (GB = 1e9 bytes):")
     for method in ("adam", "badam"):
         row = estimate(method, "llama2-7b").table1
-        print(f"  {method:<6} parameters {row.parameters / GB:6.1f}  gradient {row.gradients / GB:6.1f}  "
-              f"optimizer states {row.states / GB:6.1f}  total {row.total / GB:6.1f}")
+        print(
+            f"  {method:<6} parameters {row.parameters / GB:6.1f}  gradient {row.gradients / GB:6.1f}  "
+            f"optimizer states {row.states / GB:6.1f}  total {row.total / GB:6.1f}"
+        )
 
 
 def ours_block_params(model: torch.nn.Module) -> int:

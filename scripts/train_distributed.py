@@ -38,7 +38,9 @@ from badam.distributed import follow_block_switches, leave
 from badam.preemption import Preempted, StopRequest
 
 ENGINES = ("ddp", "fsdp2", "zero3")
-ALPACA_PROMPT = "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
+ALPACA_PROMPT = (
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
+)
 
 
 @dataclass
@@ -88,8 +90,10 @@ def load_model(args: Args) -> torch.nn.Module:
         try:
             model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype)
         except OSError as exc:
-            raise FileNotFoundError(f"--model {args.model}: not found locally and could not be downloaded (no network, "
-                                    f"or no such hub model): pass a local model directory") from exc
+            raise FileNotFoundError(
+                f"--model {args.model}: not found locally and could not be downloaded (no network, "
+                f"or no such hub model): pass a local model directory"
+            ) from exc
     if args.gradient_checkpointing:
         model.activation_checkpointing_enable()
     return model
@@ -102,19 +106,29 @@ def batches(args: Args, vocab: int):
         raise ValueError(f"--batch {args.batch} does not split over {world} ranks")
     if args.data == "random":
         for step in range(args.steps):
-            ids = torch.randint(0, vocab, (args.batch, args.seq), generator=torch.Generator().manual_seed(args.seed + step))
+            ids = torch.randint(
+                0, vocab, (args.batch, args.seq), generator=torch.Generator().manual_seed(args.seed + step)
+            )
             yield step, ids.chunk(world)[rank], ids.chunk(world)[rank]
         return
     text = Path(args.data).read_text()
-    records = json.loads(text) if args.data.endswith(".json") else [json.loads(line) for line in text.splitlines() if line.strip()]
+    records = (
+        json.loads(text)
+        if args.data.endswith(".json")
+        else [json.loads(line) for line in text.splitlines() if line.strip()]
+    )
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     order = torch.randperm(len(records), generator=torch.Generator().manual_seed(args.seed))
     for step in range(args.steps):
         picked = [records[int(order[(step * args.batch + i) % len(records)])] for i in range(args.batch)]
-        texts = [f"{ALPACA_PROMPT}### Instruction:\n{r['instruction']}\n\n" + (f"### Input:\n{r['input']}\n\n" if r.get("input") else "")
-                 + f"### Response:\n{r['output']}{tokenizer.eos_token}" for r in picked]
+        texts = [
+            f"{ALPACA_PROMPT}### Instruction:\n{r['instruction']}\n\n"
+            + (f"### Input:\n{r['input']}\n\n" if r.get("input") else "")
+            + f"### Response:\n{r['output']}{tokenizer.eos_token}"
+            for r in picked
+        ]
         encoded = tokenizer(texts, max_length=args.seq, truncation=True, padding="max_length", return_tensors="pt")
         labels = encoded.input_ids.masked_fill(encoded.attention_mask == 0, -100)
         yield step, encoded.input_ids.chunk(world)[rank], labels.chunk(world)[rank]
@@ -142,9 +156,14 @@ def wrap(model, optimizer_fn, args: Args, device: torch.device):
     if args.engine == "zero3":
         import deepspeed
 
-        config = {"train_micro_batch_size_per_gpu": args.batch // dist.get_world_size(), "gradient_clipping": 0.0,
-                  "zero_optimization": {"stage": 3}, "bf16": {"enabled": args.bf16}, "steps_per_print": 10**9,
-                  "zero_allow_untested_optimizer": True}
+        config = {
+            "train_micro_batch_size_per_gpu": args.batch // dist.get_world_size(),
+            "gradient_clipping": 0.0,
+            "zero_optimization": {"stage": 3},
+            "bf16": {"enabled": args.bf16},
+            "steps_per_print": 10**9,
+            "zero_allow_untested_optimizer": True,
+        }
         engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
         follow_block_switches(engine, optimizer)
         return engine, optimizer
@@ -195,9 +214,15 @@ def train(args: Args) -> None:
 
     def optimizer_fn(module):
         base = torch.optim.AdamW(module.parameters(), lr=args.lr, weight_decay=0.0)
-        return BlockOptimizer(base, list(module.named_parameters()), switch_block_every=args.switch_every,
-                              switch_mode=args.switch_mode, seed=args.seed, verbose=int(rank == 0),
-                              ds_zero3_enabled=args.engine == "zero3")
+        return BlockOptimizer(
+            base,
+            list(module.named_parameters()),
+            switch_block_every=args.switch_every,
+            switch_mode=args.switch_mode,
+            seed=args.seed,
+            verbose=int(rank == 0),
+            ds_zero3_enabled=args.engine == "zero3",
+        )
 
     forward, optimizer = wrap(model, optimizer_fn, args, device)
     output = Path(args.output_dir)
@@ -210,7 +235,9 @@ def train(args: Args) -> None:
     if rank == 0:
         # One line per step as it happens; a resumed run drops what the interrupted one logged past its checkpoint.
         output.mkdir(parents=True, exist_ok=True)
-        kept = [line for line in log_file.read_text().splitlines() if json.loads(line)["step"] <= first] if first else []
+        kept = (
+            [line for line in log_file.read_text().splitlines() if json.loads(line)["step"] <= first] if first else []
+        )
         atomic_write_text(log_file, "".join(line + "\n" for line in kept))
     progress = tqdm(total=args.steps, initial=first, disable=rank != 0, desc=f"BAdam on {args.engine}")
     with StopRequest() as stop:
@@ -222,8 +249,9 @@ def train(args: Args) -> None:
             if due or stop.should_stop():
                 save(forward, model, optimizer, output / f"step-{step + 1}", args)
             if stop.signum is not None:
-                raise Preempted(stop.signum, step + 1, str(output / f"step-{step + 1}"),
-                                "the same command and --resume true")
+                raise Preempted(
+                    stop.signum, step + 1, str(output / f"step-{step + 1}"), "the same command and --resume true"
+                )
     progress.close()
 
 

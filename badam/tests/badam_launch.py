@@ -33,10 +33,29 @@ def launch(script: Path, *args: str, deepspeed: bool = False, accelerate_config:
         build_deepspeed_comm_op()
     port = str(free_port())
     if accelerate_config is None:
-        launcher = ["torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", port]
+        launcher = [
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            port,
+        ]
     else:
-        launcher = ["accelerate.commands.launch", "--config_file", str(accelerate_config), "--num_processes", "2",
-                    "--main_process_ip", "127.0.0.1", "--main_process_port", port]
+        launcher = [
+            "accelerate.commands.launch",
+            "--config_file",
+            str(accelerate_config),
+            "--num_processes",
+            "2",
+            "--main_process_ip",
+            "127.0.0.1",
+            "--main_process_port",
+            port,
+        ]
     command = [sys.executable, "-m", *launcher, str(script), *args]
     result = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, f"{launcher[0]} {script.name} {args} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, (
+        f"{launcher[0]} {script.name} {args} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )

@@ -6,8 +6,13 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 def tiny_llama_config(layers: int = 2, vocab: int = 128) -> LlamaConfig:
     return LlamaConfig(
-        vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
-        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64,
+        vocab_size=vocab,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=64,
     )
 
 

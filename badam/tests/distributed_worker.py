@@ -14,10 +14,10 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 sys.path.insert(0, str(Path(__file__).parent))
-from badam_tiny import batch, lm_loss, tiny_llama  # noqa: E402
+from badam_tiny import batch, lm_loss, tiny_llama
 
-from badam import AdamMini, BlockOptimizer, unwrap  # noqa: E402
-from badam.distributed import follow_block_switches, leave, load_checkpoint, save_checkpoint  # noqa: E402
+from badam import AdamMini, BlockOptimizer, unwrap
+from badam.distributed import follow_block_switches, leave, load_checkpoint, save_checkpoint
 
 STEPS, RESUME_AT, K, LAYERS, GLOBAL_BATCH = 7, 3, 2, 3, 4
 # The Trainer runs compared with one process (eps: see block_optimizer).
@@ -59,8 +59,9 @@ def block_optimizer(model, inner="adamw", **kwargs):
         base = AdamMini.from_model(model, lr=1e-3, eps=1e-3)
     else:
         base = torch.optim.AdamW(model.parameters(), lr=1e-3, eps=1e-3, foreach=False)
-    return BlockOptimizer(base, list(model.named_parameters()), switch_block_every=K, switch_mode="random", seed=1,
-                          verbose=0, **kwargs)
+    return BlockOptimizer(
+        base, list(model.named_parameters()), switch_block_every=K, switch_mode="random", seed=1, verbose=0, **kwargs
+    )
 
 
 def train_ddp(model, optimizer, ddp, steps, first_step=0):
@@ -122,9 +123,17 @@ def case_trainer(out):
     gathered = [torch.empty_like(flat) for _ in range(dist.get_world_size())]
     dist.all_gather(gathered, flat)
     if dist.get_rank() == 0:
-        moved = sorted({n.split(".")[2] for n, p in model.named_parameters() if "layers" in n and not torch.equal(p, initial[n])})
-        torch.save({"ranks_equal": torch.equal(gathered[0], gathered[1]), "layers_moved": moved,
-                    "switch_hooks": len(optimizer._switch_hooks)}, out)
+        moved = sorted(
+            {n.split(".")[2] for n, p in model.named_parameters() if "layers" in n and not torch.equal(p, initial[n])}
+        )
+        torch.save(
+            {
+                "ranks_equal": torch.equal(gathered[0], gathered[1]),
+                "layers_moved": moved,
+                "switch_hooks": len(optimizer._switch_hooks),
+            },
+            out,
+        )
 
 
 def sharded(model):

@@ -15,10 +15,10 @@ import torch
 import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).parent))
-from distributed_worker import K, STEPS, TRAINER_ARGS, badam_trainer_run, full_params  # noqa: E402
+from distributed_worker import STEPS, TRAINER_ARGS, K, badam_trainer_run, full_params
 
-from badam import unwrap  # noqa: E402
-from badam.distributed import leave  # noqa: E402
+from badam import unwrap
+from badam.distributed import leave
 
 # Saved in the middle of a block (K=2), so the resumed run needs the Adam states and masters restored.
 SAVE_STEPS = 3
@@ -28,7 +28,9 @@ def switch_to_fsdp2(trainer):
     from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 
     trainer.accelerator.state.distributed_type = DistributedType.FSDP
-    trainer.accelerator.state.fsdp_plugin = FullyShardedDataParallelPlugin()  # from accelerate launch's FSDP_* variables
+    trainer.accelerator.state.fsdp_plugin = (
+        FullyShardedDataParallelPlugin()
+    )  # from accelerate launch's FSDP_* variables
     trainer.is_fsdp_enabled = True
 
 
@@ -45,16 +47,21 @@ def case_trainer(out, dtype=torch.float32, **overrides):
     straight = full_params(model)
     block_optimizer = unwrap(trainer.optimizer).block_optimizer
     masters = list(block_optimizer.masters.master_of.values())
-    _, resumed_model = trainer_run(output_dir, resume=str(output_dir / f"checkpoint-{SAVE_STEPS}"), dtype=dtype, **overrides)
+    _, resumed_model = trainer_run(
+        output_dir, resume=str(output_dir / f"checkpoint-{SAVE_STEPS}"), dtype=dtype, **overrides
+    )
     resumed = full_params(resumed_model)
     if dist.get_rank() == 0:
-        torch.save({
-            "params": straight,
-            "resumed_equal": all(torch.equal(straight[n], resumed[n]) for n in straight),
-            "sharded": all(type(p).__name__ == "DTensor" for p in model.parameters()),
-            "masters_sharded": [type(m).__name__ for m in masters],
-            "blocks_seen": block_optimizer.schedule.global_step // K,
-        }, out)
+        torch.save(
+            {
+                "params": straight,
+                "resumed_equal": all(torch.equal(straight[n], resumed[n]) for n in straight),
+                "sharded": all(type(p).__name__ == "DTensor" for p in model.parameters()),
+                "masters_sharded": [type(m).__name__ for m in masters],
+                "blocks_seen": block_optimizer.schedule.global_step // K,
+            },
+            out,
+        )
 
 
 def case_trainer_bf16(out):

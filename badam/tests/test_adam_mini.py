@@ -24,8 +24,15 @@ def gqa_llama(seed: int = 0) -> LlamaForCausalLM:
 
 def layer_heavy_llama() -> LlamaForCausalLM:
     """bf16 Llama whose decoder layers dominate (Llama's MLP ratio), for per-parameter memory."""
-    config = LlamaConfig(vocab_size=256, hidden_size=128, intermediate_size=344, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64)
+    config = LlamaConfig(
+        vocab_size=256,
+        hidden_size=128,
+        intermediate_size=344,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=64,
+    )
     torch.manual_seed(0)
     return LlamaForCausalLM(config).to(torch.bfloat16)
 
@@ -71,7 +78,11 @@ def test_llama_partition_from_config():
         "lm_head.weight": ("row", 128, 0.1),
     }
     for name, (kind, blocks, decay) in expected.items():
-        assert (groups[name]["partition"], groups[name]["blocks"], groups[name]["weight_decay"]) == (kind, blocks, decay)
+        assert (groups[name]["partition"], groups[name]["blocks"], groups[name]["weight_decay"]) == (
+            kind,
+            blocks,
+            decay,
+        )
     train(model, optimizer, range(1))
     for group in optimizer.param_groups:
         (param,) = group["params"]
@@ -100,10 +111,14 @@ def test_non_transformer_falls_back_to_rows_and_tensors():
     optimizer = AdamMini(model.named_parameters(), lr=1e-2, weight_decay=0.01)  # no heads needed
     kinds = {g["name"]: (g["partition"], g["blocks"], g["weight_decay"]) for g in optimizer.param_groups}
     assert kinds == {
-        "0.weight": ("tensor", 1, 0.01), "0.bias": ("tensor", 1, 0.0),
-        "2.weight": ("row", 16, 0.01), "2.bias": ("tensor", 1, 0.0),
-        "3.weight": ("tensor", 1, 0.0), "3.bias": ("tensor", 1, 0.0),
-        "4.weight": ("row", 1, 0.01), "4.bias": ("tensor", 1, 0.0),
+        "0.weight": ("tensor", 1, 0.01),
+        "0.bias": ("tensor", 1, 0.0),
+        "2.weight": ("row", 16, 0.01),
+        "2.bias": ("tensor", 1, 0.0),
+        "3.weight": ("tensor", 1, 0.0),
+        "3.bias": ("tensor", 1, 0.0),
+        "4.weight": ("row", 1, 0.01),
+        "4.bias": ("tensor", 1, 0.0),
     }
     x, y = torch.randn(64, 3, 8), torch.randn(64, 1)
     losses = []
@@ -145,15 +160,34 @@ def test_trajectory_matches_published_adam_mini():
 
     ours_model, published_model = gqa_llama(), gqa_llama()
     initial = [p.detach().clone() for p in ours_model.parameters()]
-    ours = AdamMini(ours_model.named_parameters(), lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1,
-                    dim=64, n_heads=4, n_kv_heads=2)
-    published = Adam_mini(published_model.named_parameters(), lr=1e-3, betas=(0.9, 0.95), eps=1e-8,
-                          weight_decay=0.1, dim=64, n_heads=4, n_kv_heads=2, verbose=False)
+    ours = AdamMini(
+        ours_model.named_parameters(),
+        lr=1e-3,
+        betas=(0.9, 0.95),
+        eps=1e-8,
+        weight_decay=0.1,
+        dim=64,
+        n_heads=4,
+        n_kv_heads=2,
+    )
+    published = Adam_mini(
+        published_model.named_parameters(),
+        lr=1e-3,
+        betas=(0.9, 0.95),
+        eps=1e-8,
+        weight_decay=0.1,
+        dim=64,
+        n_heads=4,
+        n_kv_heads=2,
+        verbose=False,
+    )
     for step in range(20):
         for model, optimizer in ((ours_model, ours), (published_model, published)):
             train(model, optimizer, range(step, step + 1))
         for (name, p), q in zip(ours_model.named_parameters(), published_model.parameters()):
-            torch.testing.assert_close(p, q, rtol=0, atol=1e-5, msg=lambda m: f"step {step}, {name}: {m}")
+            torch.testing.assert_close(
+                p, q, rtol=0, atol=1e-5, msg=lambda m, step=step, name=name: f"step {step}, {name}: {m}"
+            )
     moved = max((p - p0).abs().max().item() for p, p0 in zip(ours_model.parameters(), initial))
     assert moved > 1e-2
 
@@ -173,8 +207,9 @@ def test_state_dict_resume_with_a_scheduler_is_exact():
     first = gqa_llama()
     optimizer, scheduler = build(first)
     train(first, optimizer, range(4), scheduler)
-    saved = round_trip({"model": first.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict()})
+    saved = round_trip(
+        {"model": first.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+    )
     resumed = gqa_llama(seed=1)
     resumed.load_state_dict(saved["model"])
     optimizer, scheduler = build(resumed)
@@ -190,8 +225,9 @@ def test_step_allocates_nothing_of_a_tensors_size():
     """The update is in place on (blocks, block size) views: each partition kind's step allocates
     only per-block vectors, which is what keeps BAdam + Adam-mini under 12 bytes per parameter."""
     enable_cpu_allocation_accounting()
-    model = nn.ModuleDict({"q_proj": nn.Linear(256, 256, bias=False), "mlp": nn.Linear(256, 256),
-                           "norm": nn.LayerNorm(256 * 64)})
+    model = nn.ModuleDict(
+        {"q_proj": nn.Linear(256, 256, bias=False), "mlp": nn.Linear(256, 256), "norm": nn.LayerNorm(256 * 64)}
+    )
     optimizer = AdamMini(model.named_parameters(), lr=1e-3, weight_decay=0.1, n_heads=4)
     assert {g["partition"] for g in optimizer.param_groups} == {"head", "row", "tensor"}
     for p in model.parameters():
@@ -207,8 +243,10 @@ def test_step_allocates_nothing_of_a_tensors_size():
 def test_state_is_at_most_51_percent_of_adamw():
     model = tiny_llama(layers=2)
     sizes = {}
-    for name, optimizer in (("adam_mini", AdamMini.from_model(model, lr=1e-3)),
-                            ("adamw", torch.optim.AdamW(model.parameters(), lr=1e-3))):
+    for name, optimizer in (
+        ("adam_mini", AdamMini.from_model(model, lr=1e-3)),
+        ("adamw", torch.optim.AdamW(model.parameters(), lr=1e-3)),
+    ):
         train(model, optimizer, range(1))
         sizes[name] = held_bytes(optimizer, model).optimizer_states
     assert sizes["adam_mini"] <= 0.51 * sizes["adamw"]  # 0.506: m is 4 bytes per parameter, v ~0.4%

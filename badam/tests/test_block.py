@@ -27,8 +27,11 @@ def test_active_block_follows_adamw_exactly_fp32():
     reference = copy.deepcopy(model)
     k = 4
     optimizer = BlockOptimizer(
-        torch.optim.AdamW(decay_groups(model), foreach=False), list(model.named_parameters()),
-        switch_block_every=k, switch_mode="ascending", start_block=1,
+        torch.optim.AdamW(decay_groups(model), foreach=False),
+        list(model.named_parameters()),
+        switch_block_every=k,
+        switch_mode="ascending",
+        start_block=1,
     )
     block = [p for n, p in reference.named_parameters() if n.startswith("model.layers.1.")]
     for p in reference.parameters():
@@ -76,8 +79,10 @@ def test_bf16_master_accumulates_updates_below_bf16_resolution():
 def test_switch_frees_old_block_and_keeps_gradients_off_inactive_blocks():
     model = tiny_llama(layers=3, dtype=torch.bfloat16)
     optimizer = BlockOptimizer(
-        torch.optim.AdamW(model.parameters(), lr=1e-3), list(model.named_parameters()),
-        switch_block_every=2, switch_mode="ascending",
+        torch.optim.AdamW(model.parameters(), lr=1e-3),
+        list(model.named_parameters()),
+        switch_block_every=2,
+        switch_mode="ascending",
     )
     for step in range(6):
         lm_loss(model, batch(step)).backward()
@@ -107,7 +112,9 @@ def test_weight_decay_stays_per_group():
     # decay-group weights shrink by (1 - lr * wd) per step, no-decay ones stay put.
     model = tiny_llama(dtype=torch.bfloat16)
     groups = decay_groups(model, weight_decay=0.5, lr=0.1)
-    optimizer = BlockOptimizer(torch.optim.AdamW(groups), list(model.named_parameters()), switch_block_every=10, start_block=0)
+    optimizer = BlockOptimizer(
+        torch.optim.AdamW(groups), list(model.named_parameters()), switch_block_every=10, start_block=0
+    )
     block = {n: p.detach().float().clone() for n, p in model.named_parameters() if n.startswith("model.layers.0.")}
     for _ in range(3):
         (0 * sum(p.sum() for p in model.parameters() if p.requires_grad)).backward()
@@ -123,7 +130,7 @@ def test_scheduler_lr_reaches_the_inner_step():
     model = tiny_llama()
     base = torch.optim.SGD(model.parameters(), lr=1.0)
     optimizer = BlockOptimizer(base, list(model.named_parameters()), switch_block_every=2, switch_mode="ascending")
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 ** step)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5**step)
     weight = dict(model.named_parameters())["model.layers.0.mlp.up_proj.weight"]
     for step in range(2):
         before = weight.detach().clone()
@@ -139,16 +146,20 @@ def test_scheduler_lr_reaches_the_inner_step():
 
 def test_gradient_accumulation_equals_one_big_step():
     assert_accumulation_equals_one_batch(
-        lambda m: BlockOptimizer(torch.optim.AdamW(m.parameters(), lr=1e-2, foreach=False), list(m.named_parameters()),
-                                 switch_block_every=3)
+        lambda m: BlockOptimizer(
+            torch.optim.AdamW(m.parameters(), lr=1e-2, foreach=False), list(m.named_parameters()), switch_block_every=3
+        )
     )
 
 
 def test_active_modules_train_throughout_and_keep_their_state():
     model = tiny_llama(dtype=torch.bfloat16)
     optimizer = BlockOptimizer(
-        torch.optim.AdamW(model.parameters(), lr=1e-3), list(model.named_parameters()),
-        switch_block_every=1, switch_mode="ascending", active_modules=["model.norm."],
+        torch.optim.AdamW(model.parameters(), lr=1e-3),
+        list(model.named_parameters()),
+        switch_block_every=1,
+        switch_mode="ascending",
+        active_modules=["model.norm."],
     )
     norm = dict(model.named_parameters())["model.norm.weight"]
     for step in range(4):
@@ -164,8 +175,12 @@ def test_active_modules_train_throughout_and_keep_their_state():
 def test_embedding_and_lm_head_blocks():
     model = tiny_llama()
     optimizer = BlockOptimizer(
-        torch.optim.AdamW(model.parameters()), list(model.named_parameters()),
-        include_embedding=True, include_lm_head=True, switch_mode="ascending", switch_block_every=1,
+        torch.optim.AdamW(model.parameters()),
+        list(model.named_parameters()),
+        include_embedding=True,
+        include_lm_head=True,
+        switch_mode="ascending",
+        switch_block_every=1,
     )
     assert optimizer.num_blocks == 4
     # The final norm trains with the head, as in the published package.
@@ -179,8 +194,13 @@ def test_embedding_and_lm_head_blocks():
 
 def test_a_parameter_in_no_block_stays_frozen():
     model = tiny_llama()
-    optimizer = BlockOptimizer(torch.optim.AdamW(model.parameters()), list(model.named_parameters()),
-                               include_lm_head=True, switch_mode="ascending", switch_block_every=1)
+    optimizer = BlockOptimizer(
+        torch.optim.AdamW(model.parameters()),
+        list(model.named_parameters()),
+        include_lm_head=True,
+        switch_mode="ascending",
+        switch_block_every=1,
+    )
     embedding = model.model.embed_tokens.weight
     before = embedding.detach().clone()
     train(model, optimizer, 3)
@@ -191,7 +211,9 @@ def test_lora_only_active_block_adapters_train():
     model = get_peft_model(tiny_llama(layers=3), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
     optimizer = BlockOptimizer(
         torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.0),
-        list(model.named_parameters()), switch_block_every=2, switch_mode="ascending",
+        list(model.named_parameters()),
+        switch_block_every=2,
+        switch_mode="ascending",
     )
     assert optimizer.num_blocks == 3
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -217,7 +239,9 @@ def test_exact_resume(dtype):
 
     def build(model):
         base = torch.optim.AdamW(decay_groups(model), foreach=False)
-        optimizer = BlockOptimizer(base, list(model.named_parameters()), switch_block_every=3, switch_mode="random", seed=5)
+        optimizer = BlockOptimizer(
+            base, list(model.named_parameters()), switch_block_every=3, switch_mode="random", seed=5
+        )
         return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
 
     straight = tiny_llama(layers=3, dtype=dtype)
@@ -282,8 +306,12 @@ def test_log_fn_sees_every_switch():
     model = tiny_llama(layers=3)
     events = []
     optimizer = BlockOptimizer(
-        torch.optim.SGD(model.parameters(), lr=0.1), list(model.named_parameters()),
-        switch_block_every=2, switch_mode="descending", log_fn=events.append, verbose=0,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        list(model.named_parameters()),
+        switch_block_every=2,
+        switch_mode="descending",
+        log_fn=events.append,
+        verbose=0,
     )
     train(model, optimizer, 6)
     assert [e["block"] for e in events] == [2, 1, 0, 2]
@@ -298,8 +326,15 @@ LAYERS = [[f"model.layers.{i}."] for i in range(3)]
 
 def layer_optimizer(model, block_prefix_list=LAYERS, groups=None, **kwargs):
     base = torch.optim.AdamW(model.parameters() if groups is None else groups, lr=1e-2, foreach=False)
-    return BlockOptimizer(base, list(model.named_parameters()), block_prefix_list=block_prefix_list,
-                          switch_block_every=3, switch_mode="ascending", verbose=0, **kwargs)
+    return BlockOptimizer(
+        base,
+        list(model.named_parameters()),
+        block_prefix_list=block_prefix_list,
+        switch_block_every=3,
+        switch_mode="ascending",
+        verbose=0,
+        **kwargs,
+    )
 
 
 def adam_state_by_name(optimizer):
@@ -339,8 +374,11 @@ def test_another_models_state_is_refused_naming_the_parameter():
     config = tiny_llama_config(layers=3)
     config.intermediate_size = 96
     wider = LlamaForCausalLM(config)
-    with pytest.raises(ValueError, match=r"'model\.layers\.0\.mlp\.gate_proj\.weight' has shape \(128, 64\) "
-                                         r"in the state dict and \(96, 64\) here"):
+    with pytest.raises(
+        ValueError,
+        match=r"'model\.layers\.0\.mlp\.gate_proj\.weight' has shape \(128, 64\) "
+        r"in the state dict and \(96, 64\) here",
+    ):
         layer_optimizer(wider).load_state_dict(saved)
 
 
@@ -358,8 +396,10 @@ def test_other_partitions_and_groups_are_refused():
     model = tiny_llama(layers=3)
     saved = save_load(layer_optimizer(model, groups=decay_groups(model)).state_dict())
     model = tiny_llama(layers=3)
-    with pytest.raises(ValueError, match="'model.layers.0.input_layernorm.weight' is in param group 0 of this "
-                                         "optimizer but not of the state dict"):
+    with pytest.raises(
+        ValueError,
+        match="'model.layers.0.input_layernorm.weight' is in param group 0 of this optimizer but not of the state dict",
+    ):
         layer_optimizer(model, groups=decay_groups(model)[::-1]).load_state_dict(saved)
 
 
@@ -367,8 +407,11 @@ def test_other_partitions_and_groups_are_refused():
 def test_a_state_dict_that_is_not_a_block_optimizers_is_refused():
     model = tiny_llama()
     optimizer = BlockOptimizer(torch.optim.AdamW(model.parameters()), list(model.named_parameters()), verbose=0)
-    with pytest.raises(ValueError, match=r"not a BlockOptimizer state dict \(no 'schedule' key\): it was saved by "
-                                         "a plain torch.optim optimizer"):
+    with pytest.raises(
+        ValueError,
+        match=r"not a BlockOptimizer state dict \(no 'schedule' key\): it was saved by "
+        "a plain torch.optim optimizer",
+    ):
         optimizer.load_state_dict(torch.optim.AdamW(tiny_llama().parameters()).state_dict())
     ratio = BlockOptimizerRatio(model.parameters(), list(model.named_parameters()))
     with pytest.raises(ValueError, match="it was saved by BlockOptimizerRatio"):

@@ -21,8 +21,15 @@ def layer_of(name: str) -> int | None:
 def bread(model, sgd_mode="all", scheduler_lr=None, **kwargs):
     base = torch.optim.AdamW(model.parameters(), lr=LR, foreach=False)
     optimizer = BlockOptimizer(
-        base, list(model.named_parameters()), switch_block_every=1000, switch_mode="fixed",
-        start_block=ACTIVE, sgd_mode=sgd_mode, sgd_lr_scaling=SCALING, verbose=0, **kwargs,
+        base,
+        list(model.named_parameters()),
+        switch_block_every=1000,
+        switch_mode="fixed",
+        start_block=ACTIVE,
+        sgd_mode=sgd_mode,
+        sgd_lr_scaling=SCALING,
+        verbose=0,
+        **kwargs,
     )
     return optimizer
 
@@ -95,8 +102,12 @@ def test_gradient_accumulation_takes_one_sgd_step_per_backward():
 def test_switch_moves_the_sgd_targets():
     model = tiny_llama(layers=3)
     optimizer = BlockOptimizer(
-        torch.optim.AdamW(model.parameters(), lr=LR), list(model.named_parameters()),
-        switch_block_every=1, switch_mode="ascending", sgd_mode="partial", verbose=0,
+        torch.optim.AdamW(model.parameters(), lr=LR),
+        list(model.named_parameters()),
+        switch_block_every=1,
+        switch_mode="ascending",
+        sgd_mode="partial",
+        verbose=0,
     )
     for step in range(3):
         lm_loss(model, batch(step)).backward()
@@ -122,15 +133,22 @@ def test_sgd_with_reentrant_checkpointing_reaches_lower_layers():
 
 
 def lora_llama():
-    return get_peft_model(tiny_llama(layers=LAYERS), LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    return get_peft_model(
+        tiny_llama(layers=LAYERS), LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
 
 
 @pytest.mark.parametrize("mode", ["all", "partial"])
 def test_lora_mode_trains_active_base_weights_and_the_chosen_adapters(mode):
     model = lora_llama()
     optimizer = BlockOptimizer(
-        torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0), list(model.named_parameters()),
-        switch_block_every=1000, switch_mode="fixed", start_block=ACTIVE, lora_mode=mode, verbose=0,
+        torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0),
+        list(model.named_parameters()),
+        switch_block_every=1000,
+        switch_mode="fixed",
+        start_block=ACTIVE,
+        lora_mode=mode,
+        verbose=0,
     )
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     lm_loss(model, batch(0)).backward()
@@ -143,14 +161,20 @@ def test_lora_mode_trains_active_base_weights_and_the_chosen_adapters(mode):
         else:
             expected = layer == ACTIVE
         assert moved == expected, f"{name}: moved={moved}"
-    assert len(optimizer.trainable_params) == len(optimizer.blocks[ACTIVE]) + 4 * (LAYERS if mode == "all" else LAYERS - ACTIVE)
+    assert len(optimizer.trainable_params) == len(optimizer.blocks[ACTIVE]) + 4 * (
+        LAYERS if mode == "all" else LAYERS - ACTIVE
+    )
 
 
 def test_lora_partial_frees_adapter_state_when_it_leaves():
     model = lora_llama()
     optimizer = BlockOptimizer(
-        torch.optim.AdamW(model.parameters(), lr=1e-2), list(model.named_parameters()),
-        switch_block_every=1, switch_mode="ascending", lora_mode="partial", verbose=0,
+        torch.optim.AdamW(model.parameters(), lr=1e-2),
+        list(model.named_parameters()),
+        switch_block_every=1,
+        switch_mode="ascending",
+        lora_mode="partial",
+        verbose=0,
     )
     for step in range(3):
         lm_loss(model, batch(step)).backward()
@@ -182,8 +206,13 @@ def test_bread_errors():
 def test_exact_resume_with_sgd_correction():
     def build(model):
         return BlockOptimizer(
-            torch.optim.AdamW(model.parameters(), lr=LR, foreach=False), list(model.named_parameters()),
-            switch_block_every=2, switch_mode="random", seed=3, sgd_mode="partial", verbose=0,
+            torch.optim.AdamW(model.parameters(), lr=LR, foreach=False),
+            list(model.named_parameters()),
+            switch_block_every=2,
+            switch_mode="random",
+            seed=3,
+            sgd_mode="partial",
+            verbose=0,
         )
 
     straight = tiny_llama(layers=3, dtype=torch.bfloat16)

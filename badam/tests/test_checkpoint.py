@@ -117,8 +117,14 @@ class ResumableTrainer(ResumableTrainerMixin, Trainer):
 def badam_trainer(output_dir, max_steps, eval_dataset=None, **overrides):
     model = tiny_llama(layers=3, dtype=torch.bfloat16)
     args = training_args(output_dir, max_steps, **overrides)
-    return ResumableTrainer(model=model, args=args, train_dataset=RepeatTask(16), eval_dataset=eval_dataset,
-                            resume_hint="rerun with --resume", **badam_trainer_kwargs(model, args, switch_block_every=2, verbose=0))
+    return ResumableTrainer(
+        model=model,
+        args=args,
+        train_dataset=RepeatTask(16),
+        eval_dataset=eval_dataset,
+        resume_hint="rerun with --resume",
+        **badam_trainer_kwargs(model, args, switch_block_every=2, verbose=0),
+    )
 
 
 def test_a_save_cut_short_leaves_no_checkpoint_and_a_sigterm_checkpoints(tmp_path, monkeypatch):
@@ -144,15 +150,26 @@ def test_a_save_cut_short_leaves_no_checkpoint_and_a_sigterm_checkpoints(tmp_pat
         return step_end(args, state, control)
 
     trainer.callback_handler.on_step_end = signalled
-    with pytest.raises(Preempted, match="stopped by SIGTERM after step 5; checkpoint .*checkpoint-5 written. Resume with rerun"):
+    with pytest.raises(
+        Preempted, match="stopped by SIGTERM after step 5; checkpoint .*checkpoint-5 written. Resume with rerun"
+    ):
         trainer.train(resume_from_checkpoint=resolve_resume(tmp_path, "last"))
     assert sorted(os.listdir(tmp_path)) == ["checkpoint-3", "checkpoint-5"]
     assert json.loads((tmp_path / "checkpoint-5" / "trainer_state.json").read_text())["global_step"] == 5
 
 
 def test_best_checkpoint_and_rotation_point_at_published_folders(tmp_path):
-    trainer = badam_trainer(tmp_path, 8, save_steps=2, save_total_limit=2, eval_strategy="steps", eval_steps=2,
-                            load_best_model_at_end=True, metric_for_best_model="loss", eval_dataset=RepeatTask(4))
+    trainer = badam_trainer(
+        tmp_path,
+        8,
+        save_steps=2,
+        save_total_limit=2,
+        eval_strategy="steps",
+        eval_steps=2,
+        load_best_model_at_end=True,
+        metric_for_best_model="loss",
+        eval_dataset=RepeatTask(4),
+    )
     trainer.train()
     best = trainer.state.best_model_checkpoint
     assert "tmp-" not in best and os.path.isdir(best)

@@ -40,8 +40,11 @@ def test_ddp_equals_single_process_across_switches(tmp_path):
 
 @pytest.mark.parametrize(
     "case, optimizer_kwargs",
-    [("fsdp_equals_single", {}), ("fsdp_bread_sgd", {"sgd_mode": "all", "sgd_lr_scaling": 0.5}),
-     ("fsdp_adam_mini", {"inner": "adam_mini"})],
+    [
+        ("fsdp_equals_single", {}),
+        ("fsdp_bread_sgd", {"sgd_mode": "all", "sgd_lr_scaling": 0.5}),
+        ("fsdp_adam_mini", {"inner": "adam_mini"}),
+    ],
     ids=["adamw", "bread-sgd", "adam-mini"],
 )
 @pytest.mark.distributed
@@ -98,8 +101,24 @@ def test_rebuild_refuses_static_graph():
 def test_memory_per_rank_script(tmp_path):
     pytest.importorskip("deepspeed", reason="DeepSpeed is not installed (pip install -r requirements.txt)")
     out = tmp_path / "memory.json"
-    launch(Path(__file__).parents[2] / "scripts" / "bench_distributed_memory.py", "--layers", "4", "--hidden", "128",
-           "--intermediate", "344", "--heads", "4", "--vocab", "256", "--seq", "32", "--out", str(out), deepspeed=True)
+    launch(
+        Path(__file__).parents[2] / "scripts" / "bench_distributed_memory.py",
+        "--layers",
+        "4",
+        "--hidden",
+        "128",
+        "--intermediate",
+        "344",
+        "--heads",
+        "4",
+        "--vocab",
+        "256",
+        "--seq",
+        "32",
+        "--out",
+        str(out),
+        deepspeed=True,
+    )
     figures = {f["engine"]: f for f in json.loads(out.read_text())["figures"]}
     ddp, fsdp2, zero3 = figures["ddp"], figures["fsdp2"], figures["zero3"]
     # Replicated: every rank holds the bf16 model and 14 bytes per active parameter (bf16 gradient,

@@ -95,7 +95,7 @@ def test_before_sharding_it_holds_hyperparameters_only(one_rank):
 def test_binds_to_the_sharded_block_and_follows_the_scheduler(one_rank):
     model = tiny_llama(layers=LAYERS, dtype=torch.bfloat16)
     optimizer = fsdp_block_optimizer(model)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 ** step)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5**step)
     sharded(model)
     block_optimizer = optimizer.bind()
     layer0 = [p for n, p in model.named_parameters() if n.startswith("model.layers.0.")]
@@ -104,7 +104,7 @@ def test_binds_to_the_sharded_block_and_follows_the_scheduler(one_rank):
     assert set(optimizer.state) == set(layer0) and all("badam_master" in s for s in optimizer.state.values())
     for seed in range(3):
         train_step(model, optimizer, seed, scheduler)
-    assert block_optimizer.param_groups[0]["lr"] == optimizer.param_groups[0]["lr"] == 1e-3 * 0.5 ** 3
+    assert block_optimizer.param_groups[0]["lr"] == optimizer.param_groups[0]["lr"] == 1e-3 * 0.5**3
     layer1 = [p for n, p in model.named_parameters() if n.startswith("model.layers.1.")]
     assert optimizer.param_groups[0]["params"] == layer1, "the groups must follow the switch to block 1"
     assert set(optimizer.state_dict()["state"][0]) == {"step", "exp_avg", "exp_avg_sq", "badam_master"}

@@ -29,11 +29,23 @@ class RepeatTask(Dataset):
 
 def training_args(output_dir, max_steps, **overrides) -> TrainingArguments:
     options = dict(
-        output_dir=str(output_dir), max_steps=max_steps, per_device_train_batch_size=2,
-        gradient_accumulation_steps=2, gradient_checkpointing=True, learning_rate=5e-3,
-        lr_scheduler_type="cosine", warmup_steps=1, weight_decay=0.01, logging_steps=1,
-        save_strategy="steps", save_steps=3, report_to=[], use_cpu=True, seed=0,
-        dataloader_num_workers=0, disable_tqdm=True,
+        output_dir=str(output_dir),
+        max_steps=max_steps,
+        per_device_train_batch_size=2,
+        gradient_accumulation_steps=2,
+        gradient_checkpointing=True,
+        learning_rate=5e-3,
+        lr_scheduler_type="cosine",
+        warmup_steps=1,
+        weight_decay=0.01,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=3,
+        report_to=[],
+        use_cpu=True,
+        seed=0,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
     )
     return TrainingArguments(**(options | overrides))
 
@@ -42,7 +54,9 @@ def run(output_dir, max_steps, resume=None, seed=0):
     model = tiny_llama(layers=3, dtype=torch.bfloat16, seed=seed)
     args = training_args(output_dir, max_steps)
     trainer = Trainer(
-        model=model, args=args, train_dataset=RepeatTask(16),
+        model=model,
+        args=args,
+        train_dataset=RepeatTask(16),
         **badam_trainer_kwargs(model, args, switch_block_every=2, switch_mode="random", verbose=0),
     )
     trainer.train(resume_from_checkpoint=resume)
@@ -71,7 +85,9 @@ def test_one_call_sets_up_badam(tmp_path):
 def test_resume_from_checkpoint_is_exact(tmp_path):
     straight, _ = run(tmp_path / "straight", max_steps=8)
     assert (tmp_path / "straight" / "checkpoint-3" / "optimizer.pt").exists()
-    resumed, trainer = run(tmp_path / "resumed", max_steps=8, resume=str(tmp_path / "straight" / "checkpoint-3"), seed=1)
+    resumed, trainer = run(
+        tmp_path / "resumed", max_steps=8, resume=str(tmp_path / "straight" / "checkpoint-3"), seed=1
+    )
     assert block_optimizer(trainer).global_step == 8
     for (name, a), b in zip(straight.named_parameters(), resumed.parameters()):
         assert torch.equal(a, b), f"{name} differs after resume"
@@ -81,7 +97,9 @@ def test_unsupported_base_optimizer_is_explained(tmp_path, monkeypatch):
     # Whole-model optimizers (LOMO, GaLore) come back from the Trainer with the model or the param
     # groups in their kwargs; BAdam cannot use them as a per-parameter inner solver.
     model = tiny_llama()
-    monkeypatch.setattr(Trainer, "get_optimizer_cls_and_kwargs", staticmethod(lambda args, model: (torch.optim.SGD, {"model": model})))
+    monkeypatch.setattr(
+        Trainer, "get_optimizer_cls_and_kwargs", staticmethod(lambda args, model: (torch.optim.SGD, {"model": model}))
+    )
     with pytest.raises(ValueError, match="not a per-parameter torch optimizer"):
         badam_trainer_kwargs(model, training_args(tmp_path, 1))
 
@@ -113,7 +131,9 @@ def test_engines_badam_cannot_run_on_are_refused(monkeypatch):
             return {"zero_optimization.stage": self.stage}.get(key, default)
 
     def args(**overrides):
-        return SimpleNamespace(**({"fsdp": "", "fsdp_config": {}, "hf_deepspeed_config": None, "bf16": False, "fp16": False} | overrides))
+        return SimpleNamespace(
+            **({"fsdp": "", "fsdp_config": {}, "hf_deepspeed_config": None, "bf16": False, "fp16": False} | overrides)
+        )
 
     with pytest.raises(ValueError, match="needs ZeRO stage 3.*sets stage 2"):
         _engine(args(hf_deepspeed_config=Stage(2), deepspeed="ds_z2.json"))

@@ -8,6 +8,7 @@ from badam_tiny import tiny_llama, train
 
 from badam import BlockOptimizer, BlockOptimizerRatio
 
+
 def block_optimizer(model, named=None, **kwargs):
     named = list(model.named_parameters()) if named is None else named
     return BlockOptimizer(torch.optim.AdamW(model.parameters(), lr=1e-3), named, verbose=0, **kwargs)
@@ -25,8 +26,10 @@ def test_named_parameters_list_takes_pairs_and_a_generator():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"block_prefix_list": "model.layers.0."},
-         r"block_prefix_list must be a list of blocks, each a name prefix or a list of them.*got 'model.layers.0.'"),
+        (
+            {"block_prefix_list": "model.layers.0."},
+            r"block_prefix_list must be a list of blocks, each a name prefix or a list of them.*got 'model.layers.0.'",
+        ),
         ({"start_block": 1.5}, r"start_block must be a block index \(an integer\) or None, got 1.5"),
         ({"start_block": 2}, r"start_block=2 is out of range: there are 2 blocks \(0..1\)"),
         ({"start_block": -1}, r"start_block=-1 is out of range"),
@@ -43,14 +46,17 @@ def test_bad_arguments_name_themselves(kwargs, message):
 
 
 def test_an_active_modules_entry_that_matches_nothing_is_refused_with_close_names():
-    with pytest.raises(ValueError, match="active_modules entry 'lm_haed' matches no trainable parameter name.*"
-                                         "close names: 'lm_head'"):
+    with pytest.raises(
+        ValueError, match="active_modules entry 'lm_haed' matches no trainable parameter name.*close names: 'lm_head'"
+    ):
         block_optimizer(tiny_llama(), active_modules=["model.norm.", "lm_haed"])
     optimizer = block_optimizer(tiny_llama(), active_modules=["lm_head"])
     assert [optimizer.name_of[p] for p in optimizer.always_active] == ["lm_head.weight"]
     model = tiny_llama()
     model.lm_head.requires_grad_(False)
-    with pytest.raises(ValueError, match="entry 'lm_head' matches no trainable .*only frozen ones, e.g. 'lm_head.weight'"):
+    with pytest.raises(
+        ValueError, match="entry 'lm_head' matches no trainable .*only frozen ones, e.g. 'lm_head.weight'"
+    ):
         block_optimizer(model, active_modules=["lm_head"])
 
 
@@ -80,7 +86,10 @@ def ratio_optimizer(model, named=None, **kwargs):
         ({"mask_mode": "random"}, "unknown mask_mode 'random'; choose one of adjacent, scatter"),
         ({"switch_every": 0}, "switch_every must be a positive integer, got 0"),
         ({"switch_every": -1}, "switch_every must be a positive integer, got -1"),
-        ({"param_update_ratios": {"lm_head.": True}}, r"param_update_ratios\['lm_head.'\] must be in \(0, 1\], got True"),
+        (
+            {"param_update_ratios": {"lm_head.": True}},
+            r"param_update_ratios\['lm_head.'\] must be in \(0, 1\], got True",
+        ),
     ],
 )
 def test_bad_ratio_arguments_name_themselves(kwargs, message):

@@ -21,27 +21,38 @@ def run_launch(engine: str, *args: str, launcher: str | None = "torchrun") -> su
     env = {**ENV, "GPUS_PER_NODE": "2", "MASTER_PORT": str(free_port()), "PYTHON": sys.executable}
     if launcher is not None:
         env["LAUNCHER"] = launcher
-    return subprocess.run(["bash", str(ROOT / "scripts" / "launch.sh"), engine, *args], env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        ["bash", str(ROOT / "scripts" / "launch.sh"), engine, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def launch(engine: str, *args: str, launcher: str = "torchrun") -> None:
     result = run_launch(engine, *args, launcher=launcher)
-    assert result.returncode == 0, f"launch.sh {engine} ({launcher}) failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, (
+        f"launch.sh {engine} ({launcher}) failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
 
 
 def losses(output_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (output_dir / "loss.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("engine, launcher", [("loop-fsdp2", "torchrun"), ("loop-zero3", "deepspeed"), ("loop-ddp", "accelerate")])
+@pytest.mark.parametrize(
+    "engine, launcher", [("loop-fsdp2", "torchrun"), ("loop-zero3", "deepspeed"), ("loop-ddp", "accelerate")]
+)
 @pytest.mark.distributed
 def test_plain_loop_resumes_exactly_under_each_launcher(tmp_path, engine, launcher):
     launch(engine, *LOOP, "--steps", "6", "--output_dir", str(tmp_path / "straight"), launcher=launcher)
     launch(engine, *LOOP, "--steps", "3", "--output_dir", str(tmp_path / "resumed"), launcher=launcher)
     with open(tmp_path / "resumed" / "loss.jsonl", "a") as log:  # as if a run had died after step 4, unsaved
         log.write(json.dumps({"step": 4, "loss": 0.0, "block": -1}) + "\n")
-    launch(engine, *LOOP, "--steps", "6", "--resume", "true", "--output_dir", str(tmp_path / "resumed"), launcher=launcher)
+    launch(
+        engine, *LOOP, "--steps", "6", "--resume", "true", "--output_dir", str(tmp_path / "resumed"), launcher=launcher
+    )
     straight, resumed = losses(tmp_path / "straight"), losses(tmp_path / "resumed")
     assert [entry["step"] for entry in resumed] == [1, 2, 3, 4, 5, 6]
     assert resumed == straight
@@ -49,10 +60,32 @@ def test_plain_loop_resumes_exactly_under_each_launcher(tmp_path, engine, launch
 
 
 def recipe(output: Path) -> list[str]:
-    return ["--model_name_or_path", TINY, "--dataset", "demo", "--finetuning_type", "block", "--max_steps", "4",
-            "--output_dir", str(output), "--use_cpu", "true", "--per_device_train_batch_size", "2",
-            "--switch_block_every", "2", "--save_strategy", "no", "--report_to", "none", "--logging_steps", "1",
-            "--gradient_checkpointing", "true"]
+    return [
+        "--model_name_or_path",
+        TINY,
+        "--dataset",
+        "demo",
+        "--finetuning_type",
+        "block",
+        "--max_steps",
+        "4",
+        "--output_dir",
+        str(output),
+        "--use_cpu",
+        "true",
+        "--per_device_train_batch_size",
+        "2",
+        "--switch_block_every",
+        "2",
+        "--save_strategy",
+        "no",
+        "--report_to",
+        "none",
+        "--logging_steps",
+        "1",
+        "--gradient_checkpointing",
+        "true",
+    ]
 
 
 @pytest.mark.distributed
@@ -63,8 +96,11 @@ def test_trainer_recipe_on_zero3(tmp_path):
     assert report["global_steps"] == 4
     # Counted from DeepSpeed's ds_numel: every weight is partitioned to nothing on the module itself.
     assert report["total_parameters"] > report["trainable_parameters"] > 0
-    blocks = [h["badam_active_block"] for h in json.loads((output / "trainer_state.json").read_text())["log_history"]
-              if "badam_active_block" in h]
+    blocks = [
+        h["badam_active_block"]
+        for h in json.loads((output / "trainer_state.json").read_text())["log_history"]
+        if "badam_active_block" in h
+    ]
     assert len(blocks) == 4 and blocks[0] == blocks[1] != blocks[2] == blocks[3]
 
 
@@ -90,9 +126,21 @@ def test_plain_loop_checkpoints_on_sigterm_and_resumes_exactly(tmp_path):
     steps = ["--steps", "40", "--save_every", "0"]
     launch("loop-ddp", *LOOP, *steps, "--output_dir", str(tmp_path / "straight"))
     run = tmp_path / "resumed"
-    env = {**ENV, "GPUS_PER_NODE": "2", "MASTER_PORT": str(free_port()), "PYTHON": sys.executable, "LAUNCHER": "torchrun"}
-    job = subprocess.Popen(["bash", str(ROOT / "scripts" / "launch.sh"), "loop-ddp", *LOOP, *steps, "--output_dir", str(run)],
-                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    env = {
+        **ENV,
+        "GPUS_PER_NODE": "2",
+        "MASTER_PORT": str(free_port()),
+        "PYTHON": sys.executable,
+        "LAUNCHER": "torchrun",
+    }
+    job = subprocess.Popen(
+        ["bash", str(ROOT / "scripts" / "launch.sh"), "loop-ddp", *LOOP, *steps, "--output_dir", str(run)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 300
     while not ((run / "loss.jsonl").is_file() and len((run / "loss.jsonl").read_text().splitlines()) >= 2):
         assert job.poll() is None and time.monotonic() < deadline, "the run ended before it could be signalled"
@@ -107,10 +155,30 @@ def test_plain_loop_checkpoints_on_sigterm_and_resumes_exactly(tmp_path):
 
 
 def test_plain_loop_errors_are_one_line(tmp_path):
-    env = {**ENV, "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
-    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_distributed.py"), "--engine", "ddp",
-                          "--model", str(tmp_path / "no-such-model"), "--output_dir", str(tmp_path / "out")],
-                         env=env, capture_output=True, text=True, timeout=300)
+    env = {
+        **ENV,
+        "RANK": "0",
+        "WORLD_SIZE": "1",
+        "LOCAL_RANK": "0",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(free_port()),
+    }
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "train_distributed.py"),
+            "--engine",
+            "ddp",
+            "--model",
+            str(tmp_path / "no-such-model"),
+            "--output_dir",
+            str(tmp_path / "out"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     lines = [line for line in run.stderr.splitlines() if line.startswith("error: ")]
     assert run.returncode == 2 and len(lines) == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
     assert lines[0].startswith(f"error: --model {tmp_path / 'no-such-model'}: no such model directory")

@@ -87,7 +87,9 @@ def test_adam_is_18M(name):
     assert table1.total == 18 * m
 
 
-@pytest.mark.parametrize(("name", "blocks", "d"), [("llama2-7b", None, 32), ("llama2-7b", 8, 8), ("llama2-70b", None, 80)])
+@pytest.mark.parametrize(
+    ("name", "blocks", "d"), [("llama2-7b", None, 32), ("llama2-7b", 8, 8), ("llama2-70b", None, 80)]
+)
 def test_badam_is_2M_plus_16M_over_D(name, blocks, d):
     m = count_parameters(name).total
     result = estimate("badam", name, blocks=blocks)
@@ -180,8 +182,15 @@ def test_cli_shows_adam_mini(capsys):
 
 def layer_heavy_config() -> LlamaConfig:
     """A Llama whose decoder layers dominate, with Llama's MLP ratio (Adam-mini's v: ~0.5% of m)."""
-    return LlamaConfig(vocab_size=256, hidden_size=128, intermediate_size=344, num_hidden_layers=2,
-                       num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64)
+    return LlamaConfig(
+        vocab_size=256,
+        hidden_size=128,
+        intermediate_size=344,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=64,
+    )
 
 
 def test_adam_mini_estimate_agrees_with_held_bytes():
@@ -232,7 +241,9 @@ def test_badam_adam_mini_estimate_agrees_with_block_optimizer():
 def test_cli_table(capsys):
     main(["--model", "llama2-7b"])
     out = capsys.readouterr().out
-    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.split()[:1] and line.split()[0] in METHODS}
+    rows = {
+        line.split()[0]: line.split() for line in out.splitlines() if line.split()[:1] and line.split()[0] in METHODS
+    }
     assert rows["adam"][1:5] == ["13.48", "26.95", "80.86", "121.29"]
     assert rows["adam"][5] == "18M"
     assert rows["badam"][1:5] == ["13.48", "0.84", "2.53", "16.85"]
@@ -260,11 +271,19 @@ def test_cli_bad_model(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--model", "gpt-5"])
     assert exit_info.value.code == 2
-    assert "unknown model 'gpt-5': choose one of llama2-7b, llama3-8b, llama2-13b, llama2-70b" in capsys.readouterr().err
+    assert (
+        "unknown model 'gpt-5': choose one of llama2-7b, llama3-8b, llama2-13b, llama2-70b" in capsys.readouterr().err
+    )
 
 
-TINY = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-        "num_attention_heads": 4, "vocab_size": 128}
+TINY = {
+    "model_type": "llama",
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "vocab_size": 128,
+}
 
 
 @pytest.mark.parametrize(
@@ -272,16 +291,31 @@ TINY = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num
     [
         ("{bad", "invalid JSON: Expecting property name enclosed in double quotes: line 1 column 2"),
         ("[1, 2]", "expected a JSON object of config keys, got a JSON list"),
-        (TINY | {"hidden_size": 100, "num_attention_heads": 3}, "hidden_size 100 is not a multiple of num_attention_heads 3"),
+        (
+            TINY | {"hidden_size": 100, "num_attention_heads": 3},
+            "hidden_size 100 is not a multiple of num_attention_heads 3",
+        ),
         (TINY | {"num_key_value_heads": 3}, "num_attention_heads 4 is not a multiple of num_key_value_heads 3"),
         (TINY | {"intermediate_size": -5}, "intermediate_size is -5: a size cannot be negative"),
         (TINY | {"num_hidden_layers": 0}, "num_hidden_layers must be a positive integer, got 0"),
-        ({k: v for k, v in TINY.items() if k != "intermediate_size"},
-         "no 'intermediate_size' key: transformers would use its default and count another model"),
+        (
+            {k: v for k, v in TINY.items() if k != "intermediate_size"},
+            "no 'intermediate_size' key: transformers would use its default and count another model",
+        ),
         ({k: v for k, v in TINY.items() if k != "model_type"}, "no 'model_type' key: cannot tell which architecture"),
         (TINY | {"model_type": "nonesuch"}, "unknown model_type 'nonesuch'"),
     ],
-    ids=["json", "not-an-object", "heads", "kv-heads", "negative", "zero-layers", "missing-size", "no-type", "bad-type"],
+    ids=[
+        "json",
+        "not-an-object",
+        "heads",
+        "kv-heads",
+        "negative",
+        "zero-layers",
+        "missing-size",
+        "no-type",
+        "bad-type",
+    ],
 )
 def test_cli_bad_config_is_one_line_and_exit_2(tmp_path, capsys, content, message):
     path = tmp_path / "config.json"
@@ -294,8 +328,10 @@ def test_cli_bad_config_is_one_line_and_exit_2(tmp_path, capsys, content, messag
 
 
 def test_cli_missing_file_and_folder_without_config(tmp_path, capsys):
-    for config, message in ((tmp_path / "nope.json", f"{tmp_path / 'nope.json'}: no such file or directory"),
-                            (tmp_path, f"{tmp_path / 'config.json'}: no such file")):
+    for config, message in (
+        (tmp_path / "nope.json", f"{tmp_path / 'nope.json'}: no such file or directory"),
+        (tmp_path, f"{tmp_path / 'config.json'}: no such file"),
+    ):
         with pytest.raises(SystemExit) as exit_info:
             main(["--config", str(config)])
         assert exit_info.value.code == 2

@@ -9,7 +9,11 @@ from badam.partition import assign_blocks, close_names, infer_block_prefixes, na
 
 LLAMA = [
     "model.embed_tokens.weight",
-    *[f"model.layers.{i}.{m}.weight" for i in (0, 1, 2, 10, 11) for m in ("self_attn.q_proj", "mlp.up_proj", "input_layernorm")],
+    *[
+        f"model.layers.{i}.{m}.weight"
+        for i in (0, 1, 2, 10, 11)
+        for m in ("self_attn.q_proj", "mlp.up_proj", "input_layernorm")
+    ],
     "model.norm.weight",
     "lm_head.weight",
 ]
@@ -31,16 +35,35 @@ def test_embedding_and_lm_head_as_extra_blocks():
 @pytest.mark.parametrize(
     "names, expected",
     [
-        (["transformer.wte.weight", "transformer.h.0.attn.c_attn.weight", "transformer.h.1.mlp.c_fc.bias"],
-         [["transformer.h.0."], ["transformer.h.1."]]),
-        (["gpt_neox.embed_in.weight", "gpt_neox.layers.0.attention.dense.weight", "gpt_neox.layers.1.mlp.dense_h_to_4h.weight", "embed_out.weight"],
-         [["gpt_neox.layers.0."], ["gpt_neox.layers.1."]]),
-        (["roberta.embeddings.word_embeddings.weight", "roberta.encoder.layer.0.attention.self.query.weight",
-          "roberta.encoder.layer.1.output.dense.bias", "classifier.dense.weight"],
-         [["roberta.encoder.layer.0."], ["roberta.encoder.layer.1."]]),
-        (["base_model.model.model.layers.0.self_attn.q_proj.lora_A.default.weight",
-          "base_model.model.model.layers.1.self_attn.q_proj.base_layer.weight"],
-         [["base_model.model.model.layers.0."], ["base_model.model.model.layers.1."]]),
+        (
+            ["transformer.wte.weight", "transformer.h.0.attn.c_attn.weight", "transformer.h.1.mlp.c_fc.bias"],
+            [["transformer.h.0."], ["transformer.h.1."]],
+        ),
+        (
+            [
+                "gpt_neox.embed_in.weight",
+                "gpt_neox.layers.0.attention.dense.weight",
+                "gpt_neox.layers.1.mlp.dense_h_to_4h.weight",
+                "embed_out.weight",
+            ],
+            [["gpt_neox.layers.0."], ["gpt_neox.layers.1."]],
+        ),
+        (
+            [
+                "roberta.embeddings.word_embeddings.weight",
+                "roberta.encoder.layer.0.attention.self.query.weight",
+                "roberta.encoder.layer.1.output.dense.bias",
+                "classifier.dense.weight",
+            ],
+            [["roberta.encoder.layer.0."], ["roberta.encoder.layer.1."]],
+        ),
+        (
+            [
+                "base_model.model.model.layers.0.self_attn.q_proj.lora_A.default.weight",
+                "base_model.model.model.layers.1.self_attn.q_proj.base_layer.weight",
+            ],
+            [["base_model.model.model.layers.0."], ["base_model.model.model.layers.1."]],
+        ),
     ],
     ids=["gpt2", "gpt-neox", "roberta", "peft-llama"],
 )
@@ -51,7 +74,10 @@ def test_families(names, expected):
 def test_gpt2_and_neox_heads():
     neox = ["gpt_neox.embed_in.weight", "gpt_neox.layers.0.x.weight", "embed_out.weight"]
     assert infer_block_prefixes(neox, include_embedding=True, include_lm_head=True) == [
-        ["gpt_neox.embed_in."], ["gpt_neox.layers.0."], ["embed_out."]]
+        ["gpt_neox.embed_in."],
+        ["gpt_neox.layers.0."],
+        ["embed_out."],
+    ]
     gpt2 = ["transformer.wte.weight", "transformer.wpe.weight", "transformer.h.0.x.weight"]
     assert infer_block_prefixes(gpt2, include_embedding=True)[0] == ["transformer.wte.", "transformer.wpe."]
 
@@ -72,8 +98,11 @@ def test_custom_prefixes_and_typos():
     assert members[1][-1] == "model.norm.weight" and len(members[0]) == 3
     with pytest.raises(ValueError, match="'model.layer.0.' .*matches no parameter; close names: 'model.layers.0.'"):
         assign_blocks(LLAMA, [["model.layer.0."]])
-    with pytest.raises(ValueError, match="blocks 0 and 1; 'model.layers.1' also matches 'model.layers.10.': "
-                                         r"end it with a dot \('model.layers.1.'\)"):
+    with pytest.raises(
+        ValueError,
+        match="blocks 0 and 1; 'model.layers.1' also matches 'model.layers.10.': "
+        r"end it with a dot \('model.layers.1.'\)",
+    ):
         assign_blocks(LLAMA, [["model.layers.1"], ["model.layers.10."]])
 
 
@@ -94,8 +123,11 @@ def test_a_prefix_without_its_dot_that_takes_in_other_layers_warns_once():
 
 
 def test_block_prefix_list_must_be_a_list_of_blocks():
-    with pytest.raises(TypeError, match=r"block_prefix_list must be a list of blocks.*\[\['model.layers.0.'\], "
-                                        r"\['model.layers.1.'\]\]; got 'model.layers.0.'"):
+    with pytest.raises(
+        TypeError,
+        match=r"block_prefix_list must be a list of blocks.*\[\['model.layers.0.'\], "
+        r"\['model.layers.1.'\]\]; got 'model.layers.0.'",
+    ):
         normalize_prefix_list("model.layers.0.")
     with pytest.raises(TypeError, match="got the entry 3"):
         normalize_prefix_list([["model.layers.0."], 3])
@@ -106,8 +138,11 @@ def test_block_prefix_list_must_be_a_list_of_blocks():
 def test_named_parameters_must_be_name_tensor_pairs():
     model = torch.nn.Linear(2, 2)
     assert [name for name, _ in named_pairs(model.named_parameters())] == ["weight", "bias"]
-    with pytest.raises(TypeError, match=r"\(name, parameter\) pairs.*a bare tensor: model.parameters\(\) instead of "
-                                        r"model.named_parameters\(\)\?"):
+    with pytest.raises(
+        TypeError,
+        match=r"\(name, parameter\) pairs.*a bare tensor: model.parameters\(\) instead of "
+        r"model.named_parameters\(\)\?",
+    ):
         named_pairs(list(model.parameters()))
     with pytest.raises(TypeError, match=r"got a dict: pass list\(its .items\(\)\)"):
         named_pairs(dict(model.named_parameters()))

@@ -22,15 +22,17 @@ from badam import BAdamCallback, BlockOptimizer, BlockOptimizerRatio, clip_grad_
 
 def test_version_and_names_of_the_published_package():
     assert Version(version("badam")) >= Version("1.2.1") and badam.__version__ == version("badam")
-    from badam.utils import BAdamCallback as from_utils, clip_grad_norm_old_version as clip
+    from badam.utils import BAdamCallback as from_utils
+    from badam.utils import clip_grad_norm_old_version as clip
 
     assert from_utils is BAdamCallback and clip is clip_grad_norm_old_version
 
 
 def readme_optimizer(model, **kwargs):
     original_optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    return BlockOptimizer(base_optimizer=original_optimizer, named_parameters_list=list(model.named_parameters()),
-                          **kwargs)
+    return BlockOptimizer(
+        base_optimizer=original_optimizer, named_parameters_list=list(model.named_parameters()), **kwargs
+    )
 
 
 def test_readme_one_line_change_prints_the_trainable_parameters_at_verbose_2(capsys):
@@ -45,15 +47,29 @@ def test_readme_one_line_change_prints_the_trainable_parameters_at_verbose_2(cap
 
 @pytest.mark.parametrize("per, blocks", [("module", 4), ("matrix", 14)])
 def test_readme_block_prefix_lists(per, blocks):
-    modules = ["self_attn.", "mlp."] if per == "module" else [
-        f"{m}." for m in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                          "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")]
+    modules = (
+        ["self_attn.", "mlp."]
+        if per == "module"
+        else [
+            f"{m}."
+            for m in (
+                "self_attn.q_proj",
+                "self_attn.k_proj",
+                "self_attn.v_proj",
+                "self_attn.o_proj",
+                "mlp.gate_proj",
+                "mlp.up_proj",
+                "mlp.down_proj",
+            )
+        ]
+    )
     block_prefix_list = []
     for i in range(2):
         block_prefix_list.extend([[f"model.layers.{i}.{m}"] for m in modules])
     model = tiny_llama()
-    optimizer = readme_optimizer(model, switch_block_every=1, switch_mode="ascending", verbose=0,
-                                 block_prefix_list=block_prefix_list)
+    optimizer = readme_optimizer(
+        model, switch_block_every=1, switch_mode="ascending", verbose=0, block_prefix_list=block_prefix_list
+    )
     assert optimizer.num_blocks == blocks
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     train(model, optimizer, blocks)
@@ -63,10 +79,15 @@ def test_readme_block_prefix_lists(per, blocks):
 
 def test_readme_embedding_lm_head_and_active_modules():
     model = tiny_llama()
-    optimizer = readme_optimizer(model, include_embedding=True, include_lm_head=True, switch_block_every=1,
-                                 switch_mode="ascending", verbose=0)
-    assert optimizer.block_prefixes == [["model.embed_tokens."], ["model.layers.0."], ["model.layers.1."],
-                                        ["model.norm.", "lm_head."]]
+    optimizer = readme_optimizer(
+        model, include_embedding=True, include_lm_head=True, switch_block_every=1, switch_mode="ascending", verbose=0
+    )
+    assert optimizer.block_prefixes == [
+        ["model.embed_tokens."],
+        ["model.layers.0."],
+        ["model.layers.1."],
+        ["model.norm.", "lm_head."],
+    ]
     model = tiny_llama()
     head = model.lm_head.weight.detach().clone()
     optimizer = readme_optimizer(model, active_modules=["lm_head."], switch_block_every=1, verbose=0)
@@ -76,18 +97,29 @@ def test_readme_embedding_lm_head_and_active_modules():
 
 def test_readme_ratio_mode_and_bread_keywords():
     model = tiny_llama()
-    param_groups = [{"params": [p for p in model.parameters() if p.ndim >= 2], "weight_decay": 0.0},
-                    {"params": [p for p in model.parameters() if p.ndim < 2], "weight_decay": 0.0}]
-    optimizer = BlockOptimizerRatio(param_groups=param_groups, named_parameters_list=list(model.named_parameters()),
-                                    switch_every=100, update_ratio=0.1, mask_mode="adjacent", lr=1e-6,
-                                    betas=(0.9, 0.999), eps=1e-8, verbose=1)
+    param_groups = [
+        {"params": [p for p in model.parameters() if p.ndim >= 2], "weight_decay": 0.0},
+        {"params": [p for p in model.parameters() if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    optimizer = BlockOptimizerRatio(
+        param_groups=param_groups,
+        named_parameters_list=list(model.named_parameters()),
+        switch_every=100,
+        update_ratio=0.1,
+        mask_mode="adjacent",
+        lr=1e-6,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        verbose=1,
+    )
     train(model, optimizer, 2)
     assert optimizer.global_step == 2
     sgd = tiny_llama(layers=3)
     readme_optimizer(sgd, sgd_mode="partial", sgd_lr_scaling=0.5, sgd_use_sign=True, switch_block_every=2, verbose=0)
     lora = get_peft_model(tiny_llama(), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
-    optimizer = BlockOptimizer(torch.optim.AdamW(lora.parameters(), lr=1e-3), list(lora.named_parameters()),
-                               lora_mode="all", verbose=0)
+    optimizer = BlockOptimizer(
+        torch.optim.AdamW(lora.parameters(), lr=1e-3), list(lora.named_parameters()), lora_mode="all", verbose=0
+    )
     train(lora, optimizer, 1)
 
 
@@ -103,22 +135,44 @@ class LlamaFactoryStyleTrainer(Trainer):
 
 def llamafactory_run(tmp_path, mode, steps=3, patch_clipping=True):
     model = tiny_llama(layers=2)
-    args = training_args(tmp_path, steps, gradient_accumulation_steps=1, per_device_train_batch_size=4,
-                         gradient_checkpointing=False, save_strategy="no", max_grad_norm=1.0)
+    args = training_args(
+        tmp_path,
+        steps,
+        gradient_accumulation_steps=1,
+        per_device_train_batch_size=4,
+        gradient_checkpointing=False,
+        save_strategy="no",
+        max_grad_norm=1.0,
+    )
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     param_groups = [dict(params=no_decay, weight_decay=0.0), dict(params=decay, weight_decay=args.weight_decay)]
     if mode == "layer":
-        optimizer = BlockOptimizer(base_optimizer=torch.optim.AdamW(param_groups, lr=args.learning_rate),
-                                   named_parameters_list=list(model.named_parameters()), block_prefix_list=None,
-                                   switch_block_every=2, start_block=None, switch_mode="ascending", verbose=0,
-                                   ds_zero3_enabled=False)
+        optimizer = BlockOptimizer(
+            base_optimizer=torch.optim.AdamW(param_groups, lr=args.learning_rate),
+            named_parameters_list=list(model.named_parameters()),
+            block_prefix_list=None,
+            switch_block_every=2,
+            start_block=None,
+            switch_mode="ascending",
+            verbose=0,
+            ds_zero3_enabled=False,
+        )
     else:
-        optimizer = BlockOptimizerRatio(param_groups=param_groups, named_parameters_list=list(model.named_parameters()),
-                                        update_ratio=0.5, mask_mode="adjacent", verbose=0, include_embedding=False,
-                                        lr=args.learning_rate, betas=(0.9, 0.999), eps=1e-8)
-    trainer = LlamaFactoryStyleTrainer(model=model, args=args, train_dataset=RepeatTask(4), optimizers=(optimizer, None),
-                                       patch_clipping=patch_clipping)
+        optimizer = BlockOptimizerRatio(
+            param_groups=param_groups,
+            named_parameters_list=list(model.named_parameters()),
+            update_ratio=0.5,
+            mask_mode="adjacent",
+            verbose=0,
+            include_embedding=False,
+            lr=args.learning_rate,
+            betas=(0.9, 0.999),
+            eps=1e-8,
+        )
+    trainer = LlamaFactoryStyleTrainer(
+        model=model, args=args, train_dataset=RepeatTask(4), optimizers=(optimizer, None), patch_clipping=patch_clipping
+    )
     trainer.train()
     return model, optimizer, trainer
 
@@ -136,8 +190,10 @@ def test_llamafactory_use_badam_trains_and_logs_the_true_grad_norm(tmp_path, mod
     inputs = RepeatTask(4).input_ids
     reference(input_ids=inputs, labels=inputs).loss.backward()
     dense = dict(reference.named_parameters())
-    active = [dense[e.name].grad.reshape(-1)[optimizer.active_indices(e.name) if e.active < e.param.numel() else
-                                            slice(None)] for e in optimizer.entries]
+    active = [
+        dense[e.name].grad.reshape(-1)[optimizer.active_indices(e.name) if e.active < e.param.numel() else slice(None)]
+        for e in optimizer.entries
+    ]
     # The adjacent runs of step 1 are those of any step before the first switch.
     expected = torch.linalg.vector_norm(torch.cat(active)).item()
     assert logs[0]["grad_norm"] == pytest.approx(expected, rel=1e-5)

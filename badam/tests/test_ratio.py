@@ -37,8 +37,9 @@ def test_ratio_one_follows_adamw_exactly_fp32():
     model = tiny_llama()
     reference = copy.deepcopy(model)
     # No switch within the run: a switch resets Adam's state, which AdamW never does.
-    optimizer = ratio_optimizer(model, groups=decay_groups(model), update_ratio=1.0, include_embedding=True,
-                                switch_every=100, betas=(0.8, 0.99))
+    optimizer = ratio_optimizer(
+        model, groups=decay_groups(model), update_ratio=1.0, include_embedding=True, switch_every=100, betas=(0.8, 0.99)
+    )
     adamw = torch.optim.AdamW(decay_groups(reference), betas=(0.8, 0.99), foreach=False)
     train(model, optimizer, 4)
     train(reference, adamw, 4)
@@ -52,8 +53,15 @@ def test_active_entries_follow_adamw_computed_by_hand(mask_mode):
     model = tiny_llama()
     twin = copy.deepcopy(model)
     beta1, beta2, eps = 0.9, 0.99, 1e-8
-    optimizer = ratio_optimizer(model, groups=decay_groups(model, weight_decay=0.5), update_ratio=0.25,
-                                mask_mode=mask_mode, switch_every=10, betas=(beta1, beta2), eps=eps)
+    optimizer = ratio_optimizer(
+        model,
+        groups=decay_groups(model, weight_decay=0.5),
+        update_ratio=0.25,
+        mask_mode=mask_mode,
+        switch_every=10,
+        betas=(beta1, beta2),
+        eps=eps,
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5**step)
     index = {name: optimizer.active_indices(name) for name in optimizer.entry_of}
     group_of = {name: 0 if p.ndim >= 2 else 1 for name, p in model.named_parameters()}
@@ -126,8 +134,15 @@ def test_scatter_subsets_are_seeded_and_sized():
     named = list(model.named_parameters())
 
     def build(seed):
-        return BlockOptimizerRatio(model.parameters(), named, update_ratio=0.25, mask_mode="scatter",
-                                   switch_every=1, seed=seed, include_lm_head=True)
+        return BlockOptimizerRatio(
+            model.parameters(),
+            named,
+            update_ratio=0.25,
+            mask_mode="scatter",
+            switch_every=1,
+            seed=seed,
+            include_lm_head=True,
+        )
 
     first, again, other = build(0), build(0), build(1)
     for name, param in named[1:]:
@@ -147,7 +162,9 @@ def test_scatter_subsets_are_seeded_and_sized():
 def test_param_update_ratios_and_preserve_threshold():
     model = tiny_llama()
     optimizer = ratio_optimizer(
-        model, update_ratio=0.1, preserve_threshold=5000,
+        model,
+        update_ratio=0.1,
+        preserve_threshold=5000,
         param_update_ratios={"lm_head.": 1.0, "model.layers.": 0.5, "model.layers.1.mlp.": 0.2},
     )
     active = {entry.name: entry.active for entry in optimizer.entries}
@@ -255,8 +272,9 @@ def save_load(state):
     return torch.load(buffer, weights_only=True)
 
 
-@pytest.mark.parametrize(("dtype", "mask_mode"), [(torch.float32, "adjacent"), (torch.bfloat16, "adjacent"),
-                                                  (torch.bfloat16, "scatter")])
+@pytest.mark.parametrize(
+    ("dtype", "mask_mode"), [(torch.float32, "adjacent"), (torch.bfloat16, "adjacent"), (torch.bfloat16, "scatter")]
+)
 def test_exact_resume(dtype, mask_mode):
     # Two micro-batches per step; the checkpoint is taken mid switch-period (switch_every=3) and
     # between the two micro-batches, so it carries a gathered gradient. Ratio 0.3 makes adjacent
@@ -264,8 +282,9 @@ def test_exact_resume(dtype, mask_mode):
     steps, stop = 11, 4
 
     def build(model):
-        optimizer = ratio_optimizer(model, groups=decay_groups(model), update_ratio=0.3, mask_mode=mask_mode,
-                                    switch_every=3, seed=7)
+        optimizer = ratio_optimizer(
+            model, groups=decay_groups(model), update_ratio=0.3, mask_mode=mask_mode, switch_every=3, seed=7
+        )
         return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
 
     def run(model, optimizer, scheduler, first, last, skip_first_micro=False):
@@ -315,16 +334,24 @@ def test_load_state_dict_rejects_another_configuration():
 
 def test_load_state_dict_refuses_other_models_and_other_optimizers_naming_them():
     state = ratio_optimizer(tiny_llama(layers=3)).state_dict()
-    with pytest.raises(ValueError, match=r"'model\.layers\.2\..*', which the checkpoint holds but this optimizer does not train"):
+    with pytest.raises(
+        ValueError, match=r"'model\.layers\.2\..*', which the checkpoint holds but this optimizer does not train"
+    ):
         ratio_optimizer(tiny_llama(layers=2)).load_state_dict(state)
     config = tiny_llama_config(layers=3)
     config.intermediate_size = 96
-    with pytest.raises(ValueError, match=r"'model\.layers\.0\.mlp\.gate_proj\.weight' has shape \(128, 64\) in the "
-                                         r"checkpoint and \(96, 64\) here"):
+    with pytest.raises(
+        ValueError,
+        match=r"'model\.layers\.0\.mlp\.gate_proj\.weight' has shape \(128, 64\) in the "
+        r"checkpoint and \(96, 64\) here",
+    ):
         ratio_optimizer(LlamaForCausalLM(config)).load_state_dict(state)
     model = tiny_llama()
-    with pytest.raises(ValueError, match=r"not a BlockOptimizerRatio state dict \(no 'mask_mode' key\): it was saved "
-                                         "by a plain torch.optim optimizer"):
+    with pytest.raises(
+        ValueError,
+        match=r"not a BlockOptimizerRatio state dict \(no 'mask_mode' key\): it was saved "
+        "by a plain torch.optim optimizer",
+    ):
         ratio_optimizer(model).load_state_dict(torch.optim.AdamW(model.parameters()).state_dict())
     other = tiny_llama()
     block = BlockOptimizer(torch.optim.AdamW(other.parameters()), list(other.named_parameters()), verbose=0)

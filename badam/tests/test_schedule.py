@@ -83,7 +83,7 @@ def test_errors(kwargs, message):
 
 def test_suggested_k():
     assert suggest_switch_every(52_000, 16, 32) == 100  # paper's Alpaca-GPT4 setting: 101.6 clamps to 100
-    assert suggest_switch_every(10_000, 16, 32) == 50   # 19.5 clamps up to 50
+    assert suggest_switch_every(10_000, 16, 32) == 50  # 19.5 clamps up to 50
     assert suggest_switch_every(40_000, 16, 32) == 79
     with pytest.raises(ValueError):
         suggest_switch_every(0, 16, 32)

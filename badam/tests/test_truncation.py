@@ -13,14 +13,20 @@ def count_layer_forwards(model):
     # Checkpointing re-runs a layer's forward directly (not its hooks), so count on a submodule.
     calls = [0] * LAYERS
     for index, layer in enumerate(model.model.layers):
-        layer.mlp.register_forward_pre_hook(lambda module, args, index=index: calls.__setitem__(index, calls[index] + 1))
+        layer.mlp.register_forward_pre_hook(
+            lambda module, args, index=index: calls.__setitem__(index, calls[index] + 1)
+        )
     return calls
 
 
 def block_optimizer(model):
     return BlockOptimizer(
-        torch.optim.SGD(model.parameters(), lr=0.0), list(model.named_parameters()),
-        switch_block_every=10, switch_mode="fixed", start_block=ACTIVE, verbose=0,
+        torch.optim.SGD(model.parameters(), lr=0.0),
+        list(model.named_parameters()),
+        switch_block_every=10,
+        switch_mode="fixed",
+        start_block=ACTIVE,
+        verbose=0,
     )
 
 
@@ -59,7 +65,11 @@ def test_without_checkpointing_lower_layers_build_no_graph():
     optimizer = block_optimizer(model)
     requires = {}
     for index, layer in enumerate(model.model.layers):
-        layer.register_forward_hook(lambda m, a, out, index=index: requires.__setitem__(index, out[0].requires_grad if isinstance(out, tuple) else out.requires_grad))
+        layer.register_forward_hook(
+            lambda m, a, out, index=index: requires.__setitem__(
+                index, out[0].requires_grad if isinstance(out, tuple) else out.requires_grad
+            )
+        )
     lm_loss(model, batch(0)).backward()
     full = active_grads(model)
     assert all(requires.values())
@@ -77,8 +87,11 @@ def test_reentrant_follows_the_active_block_across_switches_and_is_idempotent():
     model.train()
     model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": True})
     optimizer = BlockOptimizer(
-        torch.optim.AdamW(model.parameters(), lr=1e-3), list(model.named_parameters()),
-        switch_block_every=1, switch_mode="ascending", verbose=0,
+        torch.optim.AdamW(model.parameters(), lr=1e-3),
+        list(model.named_parameters()),
+        switch_block_every=1,
+        switch_mode="ascending",
+        verbose=0,
     )
     truncate_backward(model, optimizer)
     truncate_backward(model, optimizer)

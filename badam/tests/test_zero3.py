@@ -86,12 +86,15 @@ def test_partitioned_parameters_need_zero3_mode():
 def test_zero3_mode_outside_deepspeed_is_refused_at_the_first_step():
     """The published package ran such a run without switching blocks, with bf16 Adam states."""
     model = tiny_llama()
-    optimizer = BlockOptimizer(torch.optim.AdamW(model.parameters()), list(model.named_parameters()), ds_zero3_enabled=True)
+    optimizer = BlockOptimizer(
+        torch.optim.AdamW(model.parameters()), list(model.named_parameters()), ds_zero3_enabled=True
+    )
     lm_loss(model, batch()).backward()
     with pytest.raises(RuntimeError, match="ds_zero3_enabled=True, but this model is not under DeepSpeed ZeRO-3"):
         optimizer.step()
-    assert not BlockOptimizer(torch.optim.AdamW(model.parameters()), list(model.named_parameters()),
-                              ds_zero3_enabled=None).ds_zero3_enabled
+    assert not BlockOptimizer(
+        torch.optim.AdamW(model.parameters()), list(model.named_parameters()), ds_zero3_enabled=None
+    ).ds_zero3_enabled
 
 
 def test_groups_keep_every_parameter_and_only_the_block_trains():
@@ -100,8 +103,14 @@ def test_groups_keep_every_parameter_and_only_the_block_trains():
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
     base = torch.optim.AdamW([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}])
-    optimizer = BlockOptimizer(base, list(model.named_parameters()), switch_block_every=1, switch_mode="ascending",
-                               verbose=0, ds_zero3_enabled=True)
+    optimizer = BlockOptimizer(
+        base,
+        list(model.named_parameters()),
+        switch_block_every=1,
+        switch_mode="ascending",
+        verbose=0,
+        ds_zero3_enabled=True,
+    )
     for block in range(3):
         assert optimizer.active_block == block
         trainable = {p for p in model.parameters() if p.requires_grad}
@@ -137,7 +146,9 @@ def test_engine_checks():
 def test_schedule_round_trip_and_a_folder_without_one(tmp_path):
     from badam.zero3 import read_schedule, write_schedule
 
-    saved, resumed = (zero3_optimizer(tiny_llama(layers=4), switch_block_every=1, switch_mode="random") for _ in range(2))
+    saved, resumed = (
+        zero3_optimizer(tiny_llama(layers=4), switch_block_every=1, switch_mode="random") for _ in range(2)
+    )
     for _ in range(5):  # into the second block-epoch, whose order comes from the saved random state
         saved.count_step()
     write_schedule(tmp_path / "checkpoint-5", saved)

@@ -13,15 +13,22 @@ import torch
 import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).parent))
-import deepspeed  # noqa: E402
-from badam_tiny import batch, lm_loss, tiny_llama  # noqa: E402
-from distributed_worker import (  # noqa: E402
-    GLOBAL_BATCH, K, LAYERS, RESUME_AT, STEPS, TRAINER_ARGS, badam_trainer_run, block_optimizer,
+import deepspeed
+from badam_tiny import batch, lm_loss, tiny_llama
+from distributed_worker import (
+    GLOBAL_BATCH,
+    LAYERS,
+    RESUME_AT,
+    STEPS,
+    TRAINER_ARGS,
+    K,
+    badam_trainer_run,
+    block_optimizer,
 )
 
-from badam import truncate_backward, unwrap  # noqa: E402
-from badam.distributed import follow_block_switches, leave  # noqa: E402
-from badam.zero3 import load_checkpoint, save_checkpoint  # noqa: E402
+from badam import truncate_backward, unwrap
+from badam.distributed import follow_block_switches, leave
+from badam.zero3 import load_checkpoint, save_checkpoint
 
 CONFIG = {
     "train_micro_batch_size_per_gpu": GLOBAL_BATCH // 2,
@@ -72,8 +79,15 @@ def case_equals_single(out, checkpointing=False):
     # Each rank's share of a block: every tensor is split into world-size parts, the last one padded.
     block_share = [sum(p.partition_numel() for p in block) for block in optimizer.blocks]
     if dist.get_rank() == 0:
-        torch.save({"params": params, "blocks_seen": optimizer.schedule.global_step // K,
-                    "partition_numel": seen, "block_share": block_share}, out)
+        torch.save(
+            {
+                "params": params,
+                "blocks_seen": optimizer.schedule.global_step // K,
+                "partition_numel": seen,
+                "block_share": block_share,
+            },
+            out,
+        )
 
 
 def case_checkpointing_equals_single(out):
@@ -105,8 +119,13 @@ def case_resume(out):
 def trainer_run(output_dir, max_steps, resume=None):
     from test_hf import training_args
 
-    config = {"train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": "auto",
-              "gradient_clipping": "auto", "zero_optimization": {"stage": 3}, "steps_per_print": 10**9}
+    config = {
+        "train_micro_batch_size_per_gpu": "auto",
+        "gradient_accumulation_steps": "auto",
+        "gradient_clipping": "auto",
+        "zero_optimization": {"stage": 3},
+        "steps_per_print": 10**9,
+    }
     return badam_trainer_run(training_args(output_dir, max_steps, deepspeed=config, **TRAINER_ARGS), resume)
 
 
@@ -115,12 +134,21 @@ def case_trainer(out):
     trainer, model = trainer_run(output_dir, STEPS)
     straight = full_params(model)
     optimizer = unwrap(trainer.optimizer)
-    layers_moved = sorted({n.split(".")[2] for n, p in straight.items() if "layers" in n and not torch.equal(p, INITIAL[n])})
+    layers_moved = sorted(
+        {n.split(".")[2] for n, p in straight.items() if "layers" in n and not torch.equal(p, INITIAL[n])}
+    )
     _, resumed_model = trainer_run(output_dir, STEPS, resume=str(output_dir / "checkpoint-4"))
     resumed = full_params(resumed_model)
     if dist.get_rank() == 0:
-        torch.save({"layers_moved": layers_moved, "zero3": optimizer.ds_zero3_enabled, "params": straight,
-                    "resumed_equal": all(torch.equal(straight[n], resumed[n]) for n in straight)}, out)
+        torch.save(
+            {
+                "layers_moved": layers_moved,
+                "zero3": optimizer.ds_zero3_enabled,
+                "params": straight,
+                "resumed_equal": all(torch.equal(straight[n], resumed[n]) for n in straight),
+            },
+            out,
+        )
 
 
 INITIAL = {n: p.detach().clone() for n, p in tiny_llama(layers=LAYERS).named_parameters()}

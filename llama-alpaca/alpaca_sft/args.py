@@ -19,8 +19,18 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from .templates import TEMPLATES, TRUNCATIONS
 
-FINETUNING_TYPES = ("block", "full", "lora", "sparse", "bread_lora", "bread_sgd", "adam_mini", "block_adam_mini",
-                    "lomo", "galore")
+FINETUNING_TYPES = (
+    "block",
+    "full",
+    "lora",
+    "sparse",
+    "bread_lora",
+    "bread_sgd",
+    "adam_mini",
+    "block_adam_mini",
+    "lomo",
+    "galore",
+)
 # Types whose optimizer keeps its own fp32 copy (or needs none): with --bf16 the model is loaded in
 # bf16. `full` and `adam_mini` train the fp32 model under bf16 autocast (mixed precision).
 PURE_BF16_TYPES = ("block", "lora", "sparse", "bread_lora", "bread_sgd", "block_adam_mini", "lomo", "galore")
@@ -33,10 +43,17 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
-    dataset: str = field(default="demo", metadata={"help": "registered name, .json/.jsonl file or hub id; comma-separated"})
+    dataset: str = field(
+        default="demo", metadata={"help": "registered name, .json/.jsonl file or hub id; comma-separated"}
+    )
     template: str = field(default="default", metadata={"help": f"chat template: {', '.join(TEMPLATES)}"})
     cutoff_len: int = field(default=1024, metadata={"help": "max tokens per example (prompt + answer)"})
-    truncation: str = field(default="tail", metadata={"help": "tail: keep the first cutoff_len tokens; proportional: LLaMA-Factory 0.9.5's prompt/answer split"})
+    truncation: str = field(
+        default="tail",
+        metadata={
+            "help": "tail: keep the first cutoff_len tokens; proportional: LLaMA-Factory 0.9.5's prompt/answer split"
+        },
+    )
     val_size: float = field(default=0.0, metadata={"help": "validation records: a fraction if < 1, else a count"})
     max_samples: int | None = field(default=None, metadata={"help": "use only the first N records"})
 
@@ -52,20 +69,28 @@ class FinetuningArguments:
     lora_rank: int = field(default=8, metadata={"help": "LoRA rank (lora, bread_lora)"})
     lora_alpha: int | None = field(default=None, metadata={"help": "LoRA alpha (default 2 * rank)"})
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout"})
-    lora_target: str = field(default="all-linear", metadata={"help": "LoRA modules: all-linear or comma-separated names"})
+    lora_target: str = field(
+        default="all-linear", metadata={"help": "LoRA modules: all-linear or comma-separated names"}
+    )
     update_ratio: float = field(default=0.1, metadata={"help": "sparse: share of each tensor's entries trained"})
     mask_mode: str = field(default="adjacent", metadata={"help": "sparse: adjacent or scatter"})
-    bread_mode: str = field(default="partial", metadata={"help": "bread_*: which inactive blocks are corrected, all or partial"})
+    bread_mode: str = field(
+        default="partial", metadata={"help": "bread_*: which inactive blocks are corrected, all or partial"}
+    )
     sgd_lr_scaling: float = field(default=1.0, metadata={"help": "bread_sgd: SGD lr as a multiple of the lr"})
     galore_rank: int = field(default=128, metadata={"help": "galore: projection rank"})
     galore_update_interval: int = field(default=200, metadata={"help": "galore: steps between projection updates"})
     galore_scale: float = field(default=0.25, metadata={"help": "galore: update scale"})
-    overwrite_output_dir: bool = field(default=False, metadata={"help": "replace the run already in --output_dir (its checkpoints are deleted)"})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "replace the run already in --output_dir (its checkpoints are deleted)"}
+    )
     plot_loss: bool = field(default=False, metadata={"help": "write training_loss.png (train and eval loss)"})
     memory_sample_steps: int = field(default=2, metadata={"help": "CPU: steps whose peak memory is traced (slow)"})
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, FinetuningArguments, TrainingArguments]:
+def parse_args(
+    argv: list[str] | None = None,
+) -> tuple[ModelArguments, DataArguments, FinetuningArguments, TrainingArguments]:
     """Parse flags; a leading .yaml/.yml argument supplies values that later flags override."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0].endswith((".yaml", ".yml")):
@@ -112,7 +137,9 @@ def to_flags(config: dict) -> list[str]:
 
 def check(data_args: DataArguments, ft_args: FinetuningArguments) -> None:
     if ft_args.finetuning_type not in FINETUNING_TYPES:
-        raise ValueError(f"unknown finetuning_type {ft_args.finetuning_type!r}: use one of {', '.join(FINETUNING_TYPES)}")
+        raise ValueError(
+            f"unknown finetuning_type {ft_args.finetuning_type!r}: use one of {', '.join(FINETUNING_TYPES)}"
+        )
     if data_args.template not in TEMPLATES:
         raise ValueError(f"unknown template {data_args.template!r}: use one of {', '.join(TEMPLATES)}")
     if data_args.truncation not in TRUNCATIONS:

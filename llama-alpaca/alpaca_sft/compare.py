@@ -29,18 +29,23 @@ def compare(config_path: str, extra: list[str]) -> str:
         raise ValueError(f"{config_path}: missing {', '.join(sorted(missing))} (see alpaca_sft/compare.py)")
     if "--output_dir" in extra:  # the comparison's root, not one shared dir for every run
         i = extra.index("--output_dir")
-        config["output_dir"], extra = extra[i + 1], extra[:i] + extra[i + 2:]
+        config["output_dir"], extra = extra[i + 1], extra[:i] + extra[i + 2 :]
     out = Path(config["output_dir"])
     reports = {}
     for name, method in config["methods"].items():
         logging.getLogger("alpaca_sft").info("=== %s ===", name)
         flags = to_flags({**config["common"], **method, "output_dir": str(out / name)})
         reports[name] = train(flags + extra)
-    plot_losses({name: r["log_history"] for name, r in reports.items()}, out / "loss.png",
-                title=config.get("title", "training loss"))
+    plot_losses(
+        {name: r["log_history"] for name, r in reports.items()},
+        out / "loss.png",
+        title=config.get("title", "training loss"),
+    )
     table = memory_time_table(reports)
-    note = ("\nMemory: bytes held (badam.memory.held_bytes, the largest over the run) and the peak; "
-            "time: mean seconds per optimizer step (Table 3 split). Per-run JSON: <method>/run_report.json.\n")
+    note = (
+        "\nMemory: bytes held (badam.memory.held_bytes, the largest over the run) and the peak; "
+        "time: mean seconds per optimizer step (Table 3 split). Per-run JSON: <method>/run_report.json.\n"
+    )
     atomic_write_text(out / "summary.md", table + note)
     return table
 

@@ -75,7 +75,9 @@ def _check_record(record: Any, where: str) -> dict[str, Any]:
 def read_file(path: Path) -> list[dict[str, Any]]:
     """Records of a .json or .jsonl file; a malformed one raises naming the file and record number (1-based)."""
     if path.suffix not in (".json", ".jsonl"):
-        raise DataError(f"{path}: expected a .json or .jsonl file in Alpaca format, not {path.suffix or 'no extension'}")
+        raise DataError(
+            f"{path}: expected a .json or .jsonl file in Alpaca format, not {path.suffix or 'no extension'}"
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -105,8 +107,10 @@ def _read_hub(name: str) -> list[dict[str, Any]]:
     try:
         rows = datasets.load_dataset(name, split="train")
     except OSError as exc:  # offline: a connection error; no such dataset: DatasetNotFoundError
-        raise DataError(f"dataset {name!r} is not a local file and could not be loaded from the hub (no network, "
-                        f"or no such dataset): pass a local .json/.jsonl file ({exc.__class__.__name__})") from exc
+        raise DataError(
+            f"dataset {name!r} is not a local file and could not be loaded from the hub (no network, "
+            f"or no such dataset): pass a local .json/.jsonl file ({exc.__class__.__name__})"
+        ) from exc
     return [_check_record(r, f"hub dataset {name}: record {i}") for i, r in enumerate(rows, 1)]
 
 
@@ -127,8 +131,10 @@ def load_records(dataset: str) -> list[dict[str, Any]]:
         elif "/" in name:
             records += _read_hub(name)
         else:
-            raise DataError(f"unknown dataset {name!r}: use a registered name ({', '.join(DATASETS)}), "
-                            "a .json/.jsonl file, or a hub dataset id")
+            raise DataError(
+                f"unknown dataset {name!r}: use a registered name ({', '.join(DATASETS)}), "
+                "a .json/.jsonl file, or a hub dataset id"
+            )
     if not records:
         raise DataError(f"dataset {dataset!r} has no records")
     return records
@@ -150,8 +156,14 @@ def split(records: list, val_size: float, seed: int) -> tuple[list, list]:
     return ([r for i, r in enumerate(records) if i not in val_ids], [r for i, r in enumerate(records) if i in val_ids])
 
 
-def tokenize(records: list[tuple[int, dict[str, Any]]], tokenizer: PreTrainedTokenizerBase, template_name: str,
-             cutoff_len: int, desc: str = "tokenize", truncation: str = "tail") -> list[dict[str, list[int]]]:
+def tokenize(
+    records: list[tuple[int, dict[str, Any]]],
+    tokenizer: PreTrainedTokenizerBase,
+    template_name: str,
+    cutoff_len: int,
+    desc: str = "tokenize",
+    truncation: str = "tail",
+) -> list[dict[str, list[int]]]:
     """Examples with masked prompts from (record number, record) pairs; records whose prompt leaves
     no room for an answer are dropped, with a warning naming the first."""
     template = get_template(template_name)
@@ -166,23 +178,40 @@ def tokenize(records: list[tuple[int, dict[str, Any]]], tokenizer: PreTrainedTok
         else:
             examples.append(example)
     if not examples:
-        raise DataError(f"cutoff_len={cutoff_len} is shorter than every prompt ({desc}: {len(records)} records; "
-                        f"prompts up to {longest_prompt} tokens): no answer token would be trained; raise --cutoff_len")
+        raise DataError(
+            f"cutoff_len={cutoff_len} is shorter than every prompt ({desc}: {len(records)} records; "
+            f"prompts up to {longest_prompt} tokens): no answer token would be trained; raise --cutoff_len"
+        )
     if dropped:
-        logger.warning("%s: %d of %d records dropped, their prompt is at least cutoff_len=%d tokens (first: record %d of the dataset)",
-                       desc, len(dropped), len(records), cutoff_len, dropped[0])
+        logger.warning(
+            "%s: %d of %d records dropped, their prompt is at least cutoff_len=%d tokens (first: record %d of the dataset)",
+            desc,
+            len(dropped),
+            len(records),
+            cutoff_len,
+            dropped[0],
+        )
     return examples
 
 
-def load_splits(dataset: str, tokenizer: PreTrainedTokenizerBase, template: str, cutoff_len: int,
-                val_size: float = 0.0, max_samples: int | None = None, seed: int = 42,
-                truncation: str = "tail") -> tuple[list, list]:
+def load_splits(
+    dataset: str,
+    tokenizer: PreTrainedTokenizerBase,
+    template: str,
+    cutoff_len: int,
+    val_size: float = 0.0,
+    max_samples: int | None = None,
+    seed: int = 42,
+    truncation: str = "tail",
+) -> tuple[list, list]:
     """Tokenized (train, val) examples: the first max_samples records, then the val split."""
     get_template(template)  # an unknown template fails before any reading
     records = list(enumerate(load_records(dataset)[:max_samples], 1))
     train, val = split(records, val_size, seed) if val_size else (records, [])
-    return (tokenize(train, tokenizer, template, cutoff_len, "train", truncation),
-            tokenize(val, tokenizer, template, cutoff_len, "val", truncation) if val else [])
+    return (
+        tokenize(train, tokenizer, template, cutoff_len, "train", truncation),
+        tokenize(val, tokenizer, template, cutoff_len, "val", truncation) if val else [],
+    )
 
 
 class Collator:
@@ -198,5 +227,8 @@ class Collator:
             return torch.tensor([b[key] + [value] * (width - len(b[key])) for b in batch])
 
         mask = torch.tensor([[1] * len(b["input_ids"]) + [0] * (width - len(b["input_ids"])) for b in batch])
-        return {"input_ids": pad("input_ids", self.pad_token_id), "labels": pad("labels", IGNORE_INDEX),
-                "attention_mask": mask}
+        return {
+            "input_ids": pad("input_ids", self.pad_token_id),
+            "labels": pad("labels", IGNORE_INDEX),
+            "attention_mask": mask,
+        }

@@ -12,8 +12,9 @@ from __future__ import annotations
 from contextlib import ExitStack
 
 import torch
-from badam.memory import held_bytes, track_peak
 from transformers import TrainerCallback
+
+from badam.memory import held_bytes, track_peak
 
 
 class MemoryCallback(TrainerCallback):
@@ -61,5 +62,8 @@ class MemoryCallback(TrainerCallback):
             self.peak_method = "cuda: torch.cuda.max_memory_allocated"
 
     def summary(self) -> dict:
-        return {**{f"{k}_bytes": v for k, v in self.bytes.items()}, "peak_bytes": self.peak_bytes,
-                "peak_method": self.peak_method}
+        return {
+            **{f"{k}_bytes": v for k, v in self.bytes.items()},
+            "peak_bytes": self.peak_bytes,
+            "peak_method": self.peak_method,
+        }

@@ -32,16 +32,26 @@ logger = logging.getLogger(__name__)
 
 
 def _block_kwargs(ft: FinetuningArguments) -> dict[str, Any]:
-    return dict(switch_block_every=ft.switch_block_every, switch_mode=ft.switch_mode, start_block=ft.start_block,
-                include_embedding=ft.include_embedding, include_lm_head=ft.include_lm_head)
+    return dict(
+        switch_block_every=ft.switch_block_every,
+        switch_mode=ft.switch_mode,
+        start_block=ft.start_block,
+        include_embedding=ft.include_embedding,
+        include_lm_head=ft.include_lm_head,
+    )
 
 
 def _lora_config(ft: FinetuningArguments):
     from peft import LoraConfig
 
     target = ft.lora_target if ft.lora_target == "all-linear" else [t.strip() for t in ft.lora_target.split(",")]
-    return LoraConfig(task_type="CAUSAL_LM", r=ft.lora_rank, lora_alpha=ft.lora_alpha or 2 * ft.lora_rank,
-                      lora_dropout=ft.lora_dropout, target_modules=target)
+    return LoraConfig(
+        task_type="CAUSAL_LM",
+        r=ft.lora_rank,
+        lora_alpha=ft.lora_alpha or 2 * ft.lora_rank,
+        lora_dropout=ft.lora_dropout,
+        target_modules=target,
+    )
 
 
 def merge_lora(model: nn.Module) -> nn.Module:
@@ -63,8 +73,12 @@ def _no_clipping(args: TrainingArguments, why: str) -> None:
 
 
 def _adam_kwargs(args: TrainingArguments) -> dict[str, Any]:
-    return dict(lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon,
-                weight_decay=args.weight_decay)
+    return dict(
+        lr=args.learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2),
+        eps=args.adam_epsilon,
+        weight_decay=args.weight_decay,
+    )
 
 
 def _adam_mini(model: nn.Module, args: TrainingArguments):
@@ -94,10 +108,17 @@ def sparse(model, ft, args):
     from badam.ratio import BlockOptimizerRatio
 
     # The Trainer's max_grad_norm clips it too: SFTTrainer installs badam.hf.clip_ratio_gradients.
-    optimizer = BlockOptimizerRatio(model.parameters(), list(model.named_parameters()),
-                                    switch_every=ft.switch_block_every, update_ratio=ft.update_ratio,
-                                    mask_mode=ft.mask_mode, include_embedding=ft.include_embedding,
-                                    include_lm_head=ft.include_lm_head, seed=args.seed, **_adam_kwargs(args))
+    optimizer = BlockOptimizerRatio(
+        model.parameters(),
+        list(model.named_parameters()),
+        switch_every=ft.switch_block_every,
+        update_ratio=ft.update_ratio,
+        mask_mode=ft.mask_mode,
+        include_embedding=ft.include_embedding,
+        include_lm_head=ft.include_lm_head,
+        seed=args.seed,
+        **_adam_kwargs(args),
+    )
     return model, {"optimizers": (optimizer, None)}
 
 
@@ -111,14 +132,17 @@ def bread_lora(model, ft, args):
     model = inject_adapter_in_model(_lora_config(ft), model)
     # The blocks hold the base weights, which PEFT froze: the base optimizer must cover them too.
     model.requires_grad_(True)
-    return model, badam_trainer_kwargs(model, args, args.resume_from_checkpoint, lora_mode=ft.bread_mode, **_block_kwargs(ft))
+    return model, badam_trainer_kwargs(
+        model, args, args.resume_from_checkpoint, lora_mode=ft.bread_mode, **_block_kwargs(ft)
+    )
 
 
 def bread_sgd(model, ft, args):
     from badam.hf import badam_trainer_kwargs
 
-    return model, badam_trainer_kwargs(model, args, sgd_mode=ft.bread_mode, sgd_lr_scaling=ft.sgd_lr_scaling,
-                                       **_block_kwargs(ft))
+    return model, badam_trainer_kwargs(
+        model, args, sgd_mode=ft.bread_mode, sgd_lr_scaling=ft.sgd_lr_scaling, **_block_kwargs(ft)
+    )
 
 
 def adam_mini(model, ft, args):
@@ -129,8 +153,9 @@ def block_adam_mini(model, ft, args):
     from badam import BlockOptimizer
     from badam.hf import BAdamCallback
 
-    optimizer = BlockOptimizer(_adam_mini(model, args), list(model.named_parameters()), seed=args.seed,
-                               **_block_kwargs(ft))
+    optimizer = BlockOptimizer(
+        _adam_mini(model, args), list(model.named_parameters()), seed=args.seed, **_block_kwargs(ft)
+    )
     return model, {"optimizers": (optimizer, None), "callbacks": [BAdamCallback(optimizer, model)]}
 
 
@@ -163,8 +188,16 @@ def galore(model, ft, args):
 
 
 METHODS: dict[str, Callable[[nn.Module, FinetuningArguments, TrainingArguments], tuple[nn.Module, dict]]] = {
-    "block": block, "full": full, "lora": lora, "sparse": sparse, "bread_lora": bread_lora, "bread_sgd": bread_sgd,
-    "adam_mini": adam_mini, "block_adam_mini": block_adam_mini, "lomo": lomo, "galore": galore,
+    "block": block,
+    "full": full,
+    "lora": lora,
+    "sparse": sparse,
+    "bread_lora": bread_lora,
+    "bread_sgd": bread_sgd,
+    "adam_mini": adam_mini,
+    "block_adam_mini": block_adam_mini,
+    "lomo": lomo,
+    "galore": galore,
 }
 
 

@@ -29,12 +29,19 @@ def train_tokenizer(vocab_size: int, texts: list[str]) -> PreTrainedTokenizerFas
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(texts, trainer)
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                   unk_token="<unk>")
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
 
 
 def demo_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
@@ -74,7 +81,10 @@ def load_model_and_tokenizer(name_or_path: str, dtype: torch.dtype, seed: int = 
         tokenizer = demo_tokenizer(config.vocab_size)
         config.vocab_size = len(tokenizer)
         config.bos_token_id, config.eos_token_id, config.pad_token_id = (
-            tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
+            tokenizer.bos_token_id,
+            tokenizer.eos_token_id,
+            tokenizer.pad_token_id,
+        )
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     else:
@@ -85,7 +95,8 @@ def load_model_and_tokenizer(name_or_path: str, dtype: torch.dtype, seed: int = 
         except OSError as exc:  # what transformers raises for a hub id it cannot reach or find
             raise FileNotFoundError(
                 f"model {name_or_path!r} was not found locally and could not be downloaded (no network, or no such "
-                f"hub model): pass a local model directory ({str(exc).splitlines()[0]})") from exc
+                f"hub model): pass a local model directory ({str(exc).splitlines()[0]})"
+            ) from exc
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer

@@ -40,8 +40,10 @@ def prepare_output_dir(output_dir: Path, resuming: bool, overwrite: bool) -> Non
         return
     if not overwrite:
         shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
-        raise ValueError(f"--output_dir {output_dir} already holds a run ({shown}): pass --overwrite_output_dir to "
-                         "replace it, or --resume_from_checkpoint last to continue it")
+        raise ValueError(
+            f"--output_dir {output_dir} already holds a run ({shown}): pass --overwrite_output_dir to "
+            "replace it, or --resume_from_checkpoint last to continue it"
+        )
     for entry in output_dir.iterdir():
         if entry.is_dir() and (CHECKPOINT_PATTERN.match(entry.name) or entry.name.startswith(STAGING_PREFIX)):
             shutil.rmtree(entry)
@@ -63,22 +65,33 @@ def _partition(optimizer: Any) -> list[list[str]] | None:
 
 def run_identity(model_name: str, ft: FinetuningArguments, model: nn.Module, optimizer: Any) -> dict[str, Any]:
     settings = {k: v for k, v in asdict(ft).items() if k not in FREE_SETTINGS}
-    return {"model": model_name, "architecture": _architecture(model), "settings": settings,
-            "partition": _partition(optimizer)}
+    return {
+        "model": model_name,
+        "architecture": _architecture(model),
+        "settings": settings,
+        "partition": _partition(optimizer),
+    }
 
 
 def check_resumable(checkpoint: str, identity: dict[str, Any]) -> None:
     """Refuse a checkpoint that another run (type, settings, model, partition) wrote, naming what differs."""
     path = Path(checkpoint) / IDENTITY_FILE
     if not path.is_file():
-        raise ValueError(f"{checkpoint} has no {IDENTITY_FILE}: it was not written by alpaca_sft.train, so it cannot "
-                         "be checked to belong to this run; start the run afresh in another --output_dir")
+        raise ValueError(
+            f"{checkpoint} has no {IDENTITY_FILE}: it was not written by alpaca_sft.train, so it cannot "
+            "be checked to belong to this run; start the run afresh in another --output_dir"
+        )
     saved = json.loads(path.read_text(encoding="utf-8"))
-    differences = [f"{key}: {saved['settings'].get(key)!r} in the checkpoint, {value!r} now"
-                   for key, value in identity["settings"].items() if saved["settings"].get(key) != value]
+    differences = [
+        f"{key}: {saved['settings'].get(key)!r} in the checkpoint, {value!r} now"
+        for key, value in identity["settings"].items()
+        if saved["settings"].get(key) != value
+    ]
     if saved["architecture"] != identity["architecture"]:
-        differences.append(f"model: {saved['model']} in the checkpoint, {identity['model']} now (other parameter "
-                           "names, shapes or dtypes)")
+        differences.append(
+            f"model: {saved['model']} in the checkpoint, {identity['model']} now (other parameter "
+            "names, shapes or dtypes)"
+        )
     if saved["partition"] != identity["partition"]:
         differences.append("BAdam partition: the blocks hold other parameters")
     if differences:

@@ -31,12 +31,12 @@ IGNORE_INDEX = -100  # the label PyTorch's cross-entropy skips
 class Template:
     """A chat format; {eos}/{bos} stand for the tokenizer's special tokens, inserted as ids."""
 
-    system: str         # default system message, "" for none
+    system: str  # default system message, "" for none
     system_format: str  # how a non-empty system message is written into the first prompt ({system})
-    user: str           # one user turn up to where the answer starts: {system} (first turn), {query}
-    answer: str         # what the model learns to write: {answer} and the end-of-answer marker
-    separator: str      # between an answer and the next user turn (masked, part of the next prompt)
-    bos_prefix: bool = True     # the tokenizer's leading special tokens (Llama's BOS) start the first prompt
+    user: str  # one user turn up to where the answer starts: {system} (first turn), {query}
+    answer: str  # what the model learns to write: {answer} and the end-of-answer marker
+    separator: str  # between an answer and the next user turn (masked, part of the next prompt)
+    bos_prefix: bool = True  # the tokenizer's leading special tokens (Llama's BOS) start the first prompt
     input_separator: str = "\n\n"  # between a record's instruction and its input
 
 
@@ -120,7 +120,8 @@ def pieces(template: Template, turns: list[tuple[str, str]], system: str | None 
     for i, (query, answer) in enumerate(turns):
         # The system format goes into the first prompt's format, so that its markers count as markers.
         prompt = (template.separator if i else "") + template.user.replace(
-            "{system}", template.system_format if system and i == 0 else "")
+            "{system}", template.system_format if system and i == 0 else ""
+        )
         out.append((_fill(prompt, system=system, query=query), _fill(template.answer, answer=answer)))
     return out
 
@@ -128,7 +129,9 @@ def pieces(template: Template, turns: list[tuple[str, str]], system: str | None 
 def render(template: Template, turns: list[tuple[str, str]], bos: str, eos: str, system: str | None = None) -> str:
     """The conversation as one string, special tokens written as their text."""
     text = {EOS: eos, BOS: bos}
-    return "".join(text[c] if type(c) is Special else c for p in pieces(template, turns, system) for piece in p for c in piece)
+    return "".join(
+        text[c] if type(c) is Special else c for p in pieces(template, turns, system) for piece in p for c in piece
+    )
 
 
 def encode_piece(tokenizer: PreTrainedTokenizerBase, piece: Chunks) -> list[int]:
@@ -157,8 +160,9 @@ def encode_conversation(
 TRUNCATIONS = ("tail", "proportional")
 
 
-def build_example(encoded: list[tuple[list[int], list[int]]], cutoff_len: int,
-                  truncation: str = "tail") -> dict[str, list[int]] | None:
+def build_example(
+    encoded: list[tuple[list[int], list[int]]], cutoff_len: int, truncation: str = "tail"
+) -> dict[str, list[int]] | None:
     """input_ids and labels (prompts masked) within `cutoff_len`; None if no answer token fits.
 
     `tail` keeps the first cutoff_len tokens. `proportional` is LLaMA-Factory 0.9.5's rule: turn by

@@ -42,8 +42,14 @@ class StepTimer:
 
     def end_step(self, epoch: float) -> None:
         c = self.current
-        self.steps.append({"epoch": epoch, "forward": c["forward"], "backward": c["forward_backward"] - c["forward"],
-                           "update": c["update"]})
+        self.steps.append(
+            {
+                "epoch": epoch,
+                "forward": c["forward"],
+                "backward": c["forward_backward"] - c["forward"],
+                "update": c["update"],
+            }
+        )
         self.current = dict.fromkeys(c, 0.0)
 
     def summary(self, skip: int = 1) -> dict:
@@ -57,8 +63,12 @@ class StepTimer:
             epoch = per_epoch.setdefault(max(math.ceil(s["epoch"] - 1e-9), 1), dict.fromkeys(phases, 0.0))
             for p in phases:
                 epoch[p] += s[p]
-        return {"steps_timed": len(self.steps), "steps_averaged": len(steps), "per_step_seconds": per_step,
-                "per_epoch_seconds": [{"epoch": e, **v} for e, v in sorted(per_epoch.items())]}
+        return {
+            "steps_timed": len(self.steps),
+            "steps_averaged": len(steps),
+            "per_step_seconds": per_step,
+            "per_epoch_seconds": [{"epoch": e, **v} for e, v in sorted(per_epoch.items())],
+        }
 
 
 class _TimerCallback(TrainerCallback):

@@ -44,7 +44,9 @@ def train(argv: list[str] | None = None) -> dict[str, Any]:
     """Run one training job; returns the run report (also written to output_dir/run_report.json)."""
     model_args, data_args, ft, args = parse_args(argv)
     if args.eval_strategy != "no" and not data_args.val_size:
-        raise ValueError(f"eval_strategy={args.eval_strategy.value}: evaluation needs a validation split, set --val_size")
+        raise ValueError(
+            f"eval_strategy={args.eval_strategy.value}: evaluation needs a validation split, set --val_size"
+        )
     # From here on the resume target is a checked folder: "last" is the newest complete checkpoint.
     args.resume_from_checkpoint = resolve_resume(args.output_dir, args.resume_from_checkpoint)
     prepare_output_dir(Path(args.output_dir), args.resume_from_checkpoint is not None, ft.overwrite_output_dir)
@@ -58,8 +60,16 @@ def train(argv: list[str] | None = None) -> dict[str, Any]:
         deepspeed.init_distributed()
     dtype = torch.bfloat16 if args.bf16 and ft.finetuning_type in PURE_BF16_TYPES else torch.float32
     model, tokenizer = load_model_and_tokenizer(model_args.model_name_or_path, dtype, args.seed)
-    train_set, val_set = load_splits(data_args.dataset, tokenizer, data_args.template, data_args.cutoff_len,
-                                     data_args.val_size, data_args.max_samples, args.seed, data_args.truncation)
+    train_set, val_set = load_splits(
+        data_args.dataset,
+        tokenizer,
+        data_args.template,
+        data_args.cutoff_len,
+        data_args.val_size,
+        data_args.max_samples,
+        args.seed,
+        data_args.truncation,
+    )
     logger.info("%d training and %d validation examples", len(train_set), len(val_set))
     model, kwargs = prepare(model, ft, args)
     memory = MemoryCallback(ft.memory_sample_steps)
@@ -67,9 +77,16 @@ def train(argv: list[str] | None = None) -> dict[str, Any]:
     if args.resume_from_checkpoint:
         check_resumable(args.resume_from_checkpoint, identity)
     kwargs["callbacks"] = [*kwargs.get("callbacks", []), memory, RunIdentity(identity)]
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=val_set or None,
-                         data_collator=Collator(tokenizer.pad_token_id), processing_class=tokenizer,
-                         resume_hint="the same command and --resume_from_checkpoint last", **kwargs)
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=val_set or None,
+        data_collator=Collator(tokenizer.pad_token_id),
+        processing_class=tokenizer,
+        resume_hint="the same command and --resume_from_checkpoint last",
+        **kwargs,
+    )
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     seconds = time.perf_counter() - start
@@ -104,8 +121,11 @@ def train(argv: list[str] | None = None) -> dict[str, Any]:
     out = Path(args.output_dir)
     atomic_write_json(out / "run_report.json", report)
     if ft.plot_loss:
-        plot_losses({ft.finetuning_type: trainer.state.log_history}, out / "training_loss.png",
-                    title=f"{ft.finetuning_type}: {Path(model_args.model_name_or_path).name} on {data_args.dataset}")
+        plot_losses(
+            {ft.finetuning_type: trainer.state.log_history},
+            out / "training_loss.png",
+            title=f"{ft.finetuning_type}: {Path(model_args.model_name_or_path).name} on {data_args.dataset}",
+        )
     return report
 
 

@@ -29,6 +29,7 @@ def alpaca_sample() -> Path:
 @pytest.fixture(scope="session")
 def tokenizer():
     from alpaca_sft.model import demo_tokenizer
+
     return demo_tokenizer(512)
 
 
@@ -36,7 +37,9 @@ def tokenizer():
 def tiny_config(tmp_path_factory) -> Path:
     """A 2-layer Llama config, smaller than the demo's, for fast tests."""
     config = json.loads((PROJECT / "configs" / "tiny_llama.json").read_text())
-    config.update(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+    config.update(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
+    )
     path = tmp_path_factory.mktemp("config") / "tiny.json"
     path.write_text(json.dumps(config))
     return path

@@ -35,19 +35,27 @@ def test_registry():
 def test_split_is_seeded_and_disjoint():
     records = [{"instruction": str(i), "output": "o"} for i in range(50)]
     train, val = split(records, 10, seed=1)
-    assert len(val) == 10 and len(train) == 40 and not {r["instruction"] for r in train} & {r["instruction"] for r in val}
+    assert (
+        len(val) == 10 and len(train) == 40 and not {r["instruction"] for r in train} & {r["instruction"] for r in val}
+    )
     assert split(records, 0.2, seed=1) == (train, val)
     with pytest.raises(DataError, match="leaves no training records"):
         split(records, 50, seed=1)
 
 
-@pytest.mark.parametrize("records, message", [
-    ([{"instruction": "a", "output": "b"}, {"instruction": "a", "output": "b"}, "oops"], r"record 3: expected a JSON object"),
-    ([{"instruction": "a", "output": "b"}, {"instruction": "a"}], r"record 2: field 'output' must be a string"),
-    ([{"instruction": "  ", "output": "b"}], r"record 1: field 'instruction' is empty"),
-    ([{"instruction": "a", "output": "b", "input": 3}], r"record 1: field 'input' must be a string"),
-    ([{"instruction": "a", "output": "b", "history": [["q"]]}], r"record 1: field 'history'"),
-])
+@pytest.mark.parametrize(
+    "records, message",
+    [
+        (
+            [{"instruction": "a", "output": "b"}, {"instruction": "a", "output": "b"}, "oops"],
+            r"record 3: expected a JSON object",
+        ),
+        ([{"instruction": "a", "output": "b"}, {"instruction": "a"}], r"record 2: field 'output' must be a string"),
+        ([{"instruction": "  ", "output": "b"}], r"record 1: field 'instruction' is empty"),
+        ([{"instruction": "a", "output": "b", "input": 3}], r"record 1: field 'input' must be a string"),
+        ([{"instruction": "a", "output": "b", "history": [["q"]]}], r"record 1: field 'history'"),
+    ],
+)
 def test_malformed_record_names_file_and_number(tmp_path, records, message):
     path = write(tmp_path, "bad.json", json.dumps(records))
     with pytest.raises(DataError, match=f"bad.json: {message}"):
@@ -60,12 +68,15 @@ def test_jsonl_errors_name_record_and_line(tmp_path):
         read_file(path)
 
 
-@pytest.mark.parametrize("name, text, message", [
-    ("empty.json", "[]", "has no records"),
-    ("empty.jsonl", "\n", "has no records"),
-    ("dict.json", '{"instruction": "a"}', "expected a JSON list of records"),
-    ("broken.json", "[{", "is not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("empty.json", "[]", "has no records"),
+        ("empty.jsonl", "\n", "has no records"),
+        ("dict.json", '{"instruction": "a"}', "expected a JSON list of records"),
+        ("broken.json", "[{", "is not valid JSON"),
+    ],
+)
 def test_bad_files(tmp_path, name, text, message):
     with pytest.raises(DataError, match=message):
         load_records(str(write(tmp_path, name, text)))
@@ -97,7 +108,9 @@ def test_unknown_template_fails_before_reading(tokenizer):
 
 
 def test_collator_pads_right():
-    batch = Collator(pad_token_id=9)([{"input_ids": [1, 2, 3], "labels": [-100, 2, 3]}, {"input_ids": [4], "labels": [4]}])
+    batch = Collator(pad_token_id=9)(
+        [{"input_ids": [1, 2, 3], "labels": [-100, 2, 3]}, {"input_ids": [4], "labels": [4]}]
+    )
     assert batch["input_ids"].tolist() == [[1, 2, 3], [4, 9, 9]]
     assert batch["labels"].tolist() == [[-100, 2, 3], [4, -100, -100]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]

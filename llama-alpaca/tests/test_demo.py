@@ -18,14 +18,23 @@ PROJECT = Path(__file__).resolve().parents[1]
 def test_shipped_demo_data_is_the_generated_one():
     shipped = [json.loads(line) for line in OUT.read_text().splitlines()]
     assert shipped == make_records(len(shipped)) and len(shipped) == 600
-    assert {r["instruction"] for r in shipped} == {"Reverse the word.", "Write the word in capital letters.",
-                                                  "Sort the letters of the word.", "Add the two numbers."}
+    assert {r["instruction"] for r in shipped} == {
+        "Reverse the word.",
+        "Write the word in capital letters.",
+        "Sort the letters of the word.",
+        "Add the two numbers.",
+    }
 
 
 def run_demo(out, *flags):
     env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(["bash", str(PROJECT / "scripts" / "demo.sh"), "--output_dir", str(out), "--disable_tqdm",
-                             "true", *flags], env=env, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        ["bash", str(PROJECT / "scripts" / "demo.sh"), "--output_dir", str(out), "--disable_tqdm", "true", *flags],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
 
 
@@ -42,4 +51,6 @@ def test_full_demo_learns(tmp_path):
     run_demo(tmp_path)  # the whole demo: under a minute to a few, with the load
     reports = {m: json.loads((tmp_path / m / "run_report.json").read_text()) for m in ("badam", "lora", "adam")}
     assert reports["adam"]["eval_loss"] < 3.5 and reports["badam"]["eval_loss"] < 4.0
-    assert reports["badam"]["memory"]["optimizer_states_bytes"] < reports["adam"]["memory"]["optimizer_states_bytes"] / 3
+    assert (
+        reports["badam"]["memory"]["optimizer_states_bytes"] < reports["adam"]["memory"]["optimizer_states_bytes"] / 3
+    )

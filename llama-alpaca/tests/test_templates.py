@@ -60,8 +60,14 @@ def test_llamafactory_default_template_token_by_token(tokenizer):
     each query, a trained "\\n" after each answer, no BOS."""
     eos = tokenizer.eos_token_id
     (p1, a1), (p2, a2) = encode_conversation(tokenizer, get_template("llamafactory_default"), TURNS, system="Be brief.")
-    assert p1 == (enc(tokenizer, "System: Be brief.") + [eos] + enc(tokenizer, "\n")
-                  + enc(tokenizer, "Human: What is 2 + 2?") + [eos] + enc(tokenizer, "\nAssistant:"))
+    assert p1 == (
+        enc(tokenizer, "System: Be brief.")
+        + [eos]
+        + enc(tokenizer, "\n")
+        + enc(tokenizer, "Human: What is 2 + 2?")
+        + [eos]
+        + enc(tokenizer, "\nAssistant:")
+    )
     assert a1 == enc(tokenizer, "It is 4.") + [eos] + enc(tokenizer, "\n")
     assert p2 == enc(tokenizer, "Human: And {eos} 3 + 3?") + [eos] + enc(tokenizer, "\nAssistant:")
     assert a2 == enc(tokenizer, "6, see {braces}.") + [eos] + enc(tokenizer, "\n")
@@ -75,20 +81,23 @@ def test_llamafactory_joins_instruction_and_input_with_one_newline():
     assert turns_of(record, get_template("default").input_separator) == [("Sort:\n\nb a", "a b")]
 
 
-@pytest.mark.parametrize("prompt_len, answer_len, room, kept", [
-    (10, 3, 8, (5, 3)),      # a short answer is kept whole, the prompt cut
-    (3, 10, 8, (3, 5)),      # a short prompt is kept whole, the answer cut
-    (30, 10, 20, (15, 5)),   # both long: cut in proportion
-    (4, 4, 100, (4, 4)),     # room for both
-])
+@pytest.mark.parametrize(
+    "prompt_len, answer_len, room, kept",
+    [
+        (10, 3, 8, (5, 3)),  # a short answer is kept whole, the prompt cut
+        (3, 10, 8, (3, 5)),  # a short prompt is kept whole, the answer cut
+        (30, 10, 20, (15, 5)),  # both long: cut in proportion
+        (4, 4, 100, (4, 4)),  # room for both
+    ],
+)
 def test_proportional_truncation_is_llamafactorys_rule(prompt_len, answer_len, room, kept):
     from alpaca_sft.templates import infer_seqlen
 
     assert infer_seqlen(prompt_len, answer_len, room) == kept
     encoded = [(list(range(prompt_len)), list(range(100, 100 + answer_len)))]
     example = build_example(encoded, room, "proportional")
-    assert example["input_ids"] == encoded[0][0][:kept[0]] + encoded[0][1][:kept[1]]
-    assert example["labels"] == [IGNORE_INDEX] * kept[0] + encoded[0][1][:kept[1]]
+    assert example["input_ids"] == encoded[0][0][: kept[0]] + encoded[0][1][: kept[1]]
+    assert example["labels"] == [IGNORE_INDEX] * kept[0] + encoded[0][1][: kept[1]]
 
 
 def test_proportional_truncation_turn_by_turn():
@@ -109,7 +118,9 @@ def test_cutoff_truncates_and_drops_promptonly(tokenizer):
 
 
 def test_unknown_template():
-    with pytest.raises(ValueError, match="unknown template 'vicuna'.*default, alpaca, llama2, llama3, llamafactory_default"):
+    with pytest.raises(
+        ValueError, match="unknown template 'vicuna'.*default, alpaca, llama2, llama3, llamafactory_default"
+    ):
         get_template("vicuna")
 
 

@@ -31,11 +31,42 @@ EXTRA = {
 
 
 def flags(config, out, finetuning_type="block", steps=12, *more):
-    return ["--model_name_or_path", str(config), "--dataset", "demo", "--max_samples", "16", "--cutoff_len", "48",
-            "--finetuning_type", finetuning_type, "--output_dir", str(out), "--max_steps", str(steps),
-            "--per_device_train_batch_size", "4", "--learning_rate", str(LEARNING_RATES.get(finetuning_type, 1e-2)),
-            "--lr_scheduler_type", "constant", "--logging_steps", "1", "--save_strategy", "no", "--report_to", "none",
-            "--disable_tqdm", "true", "--memory_sample_steps", "1", "--seed", "0", *EXTRA.get(finetuning_type, []), *more]
+    return [
+        "--model_name_or_path",
+        str(config),
+        "--dataset",
+        "demo",
+        "--max_samples",
+        "16",
+        "--cutoff_len",
+        "48",
+        "--finetuning_type",
+        finetuning_type,
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        str(steps),
+        "--per_device_train_batch_size",
+        "4",
+        "--learning_rate",
+        str(LEARNING_RATES.get(finetuning_type, 1e-2)),
+        "--lr_scheduler_type",
+        "constant",
+        "--logging_steps",
+        "1",
+        "--save_strategy",
+        "no",
+        "--report_to",
+        "none",
+        "--disable_tqdm",
+        "true",
+        "--memory_sample_steps",
+        "1",
+        "--seed",
+        "0",
+        *EXTRA.get(finetuning_type, []),
+        *more,
+    ]
 
 
 def falls(report) -> bool:
@@ -58,16 +89,38 @@ def test_every_finetuning_type_learns(tiny_config, tmp_path, finetuning_type):
 
 @pytest.mark.parametrize("finetuning_type", TYPES)
 def test_every_finetuning_type_learns_real_alpaca(tiny_config, tmp_path, alpaca_sample, finetuning_type):
-    report = train(flags(tiny_config, tmp_path, finetuning_type, 12, "--dataset", str(alpaca_sample), "--cutoff_len", "96"))
+    report = train(
+        flags(tiny_config, tmp_path, finetuning_type, 12, "--dataset", str(alpaca_sample), "--cutoff_len", "96")
+    )
     losses = [round(h["loss"], 3) for h in report["log_history"] if "loss" in h]
     assert len(losses) == 12 and falls(report), losses
     assert report["memory"]["parameters_bytes"] > 0 and report["time"]["per_step_seconds"]["forward"] > 0
 
 
 def test_block_on_the_real_alpaca_sample(tiny_config, tmp_path, alpaca_sample):
-    report = train(flags(tiny_config, tmp_path, "block", 12, "--dataset", str(alpaca_sample), "--cutoff_len", "128",
-                         "--max_samples", "8", "--val_size", "4", "--eval_strategy", "steps", "--eval_steps", "6",
-                         "--plot_loss", "--bf16", "--use_cpu"))
+    report = train(
+        flags(
+            tiny_config,
+            tmp_path,
+            "block",
+            12,
+            "--dataset",
+            str(alpaca_sample),
+            "--cutoff_len",
+            "128",
+            "--max_samples",
+            "8",
+            "--val_size",
+            "4",
+            "--eval_strategy",
+            "steps",
+            "--eval_steps",
+            "6",
+            "--plot_loss",
+            "--bf16",
+            "--use_cpu",
+        )
+    )
     assert falls(report) and report["eval_loss"] is not None and report["dtype"] == "bfloat16"
     saved = json.loads((tmp_path / "run_report.json").read_text())
     assert saved["finetuning_type"] == "block" and saved["time"]["per_epoch_seconds"][0]["backward"] > 0
@@ -83,8 +136,13 @@ SAVE_EVERY_4 = ["--save_strategy", "steps", "--save_steps", "4", "--lr_scheduler
 def interrupted(how: str, step: int, argv: list[str]) -> subprocess.CompletedProcess:
     """Run alpaca_sft.train in a subprocess that interrupted_run.py stops at `step` (see there)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT), str(Path(__file__).parent)])}
-    return subprocess.run([sys.executable, str(Path(__file__).with_name("interrupted_run.py")), how, str(step), *argv],
-                          env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("interrupted_run.py")), how, str(step), *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def losses_by_step(report) -> list[tuple[int, float]]:
@@ -106,7 +164,9 @@ def test_run_killed_mid_save_resumes_exactly(tiny_config, tmp_path, finetuning_t
     killed = interrupted("kill-during-save", 8, flags(tiny_config, run, finetuning_type, 8, *SAVE_EVERY_4))
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     # The save of checkpoint-8 was cut short: it never became a checkpoint-N folder.
-    assert (run / "checkpoint-4").is_dir() and not (run / "checkpoint-8").exists() and (run / "tmp-checkpoint-8").is_dir()
+    assert (
+        (run / "checkpoint-4").is_dir() and not (run / "checkpoint-8").exists() and (run / "tmp-checkpoint-8").is_dir()
+    )
     resumed = train(flags(tiny_config, run, finetuning_type, 8, *SAVE_EVERY_4, "--resume_from_checkpoint", "last"))
     assert resumed["time"]["steps_timed"] == 4  # it did resume: only steps 5-8 ran
     assert losses_by_step(resumed) == losses_by_step(straight)
@@ -138,7 +198,10 @@ def test_sigterm_writes_a_checkpoint_that_resumes_exactly(tiny_config, tmp_path)
     stopped = interrupted("sigterm-during", 3, flags(tiny_config, run, "block", 8))
     assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-2000:]
     last_line = stopped.stderr.strip().splitlines()[-1]
-    assert last_line.startswith("stopped: stopped by SIGTERM after step 3") and "--resume_from_checkpoint last" in last_line
+    assert (
+        last_line.startswith("stopped: stopped by SIGTERM after step 3")
+        and "--resume_from_checkpoint last" in last_line
+    )
     assert (run / "checkpoint-3").is_dir() and not (run / "model.safetensors").exists()
     resumed = train(flags(tiny_config, run, "block", 8, "--resume_from_checkpoint", "last"))
     assert resumed["time"]["steps_timed"] == 5
@@ -170,7 +233,9 @@ def test_an_earlier_run_in_the_output_dir_is_never_overwritten_silently(tiny_con
     with pytest.raises(ValueError, match="already holds a run .*pass --overwrite_output_dir to replace it"):
         train(flags(tiny_config, tmp_path, "lora", 4))
     assert (tmp_path / "model.safetensors").read_bytes() == before
-    with pytest.raises(ValueError, match="written by a different run: finetuning_type: 'block' in the checkpoint, 'lora' now"):
+    with pytest.raises(
+        ValueError, match="written by a different run: finetuning_type: 'block' in the checkpoint, 'lora' now"
+    ):
         train(flags(tiny_config, tmp_path, "lora", 8, "--resume_from_checkpoint", "last"))
     with pytest.raises(ValueError, match="switch_block_every: 2 in the checkpoint, 3 now"):
         train(flags(tiny_config, tmp_path, "block", 8, "--resume_from_checkpoint", "last", "--switch_block_every", "3"))
@@ -188,14 +253,17 @@ def test_wandb_offline_run_directory(tiny_config, tmp_path, monkeypatch):
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
 
 
-@pytest.mark.parametrize("more, message", [
-    (["--finetuning_type", "dora"], "unknown finetuning_type 'dora': use one of block, full, lora"),
-    (["--template", "vicuna"], "unknown template 'vicuna'"),
-    (["--eval_strategy", "steps"], "evaluation needs a validation split, set --val_size"),
-    (["--cutoff_len", "4"], "cutoff_len=4 is shorter than every prompt"),
-    (["--dataset", "nope"], "unknown dataset 'nope'"),
-    (["--bread_mode", "some"], "bread_mode must be all or partial"),
-])
+@pytest.mark.parametrize(
+    "more, message",
+    [
+        (["--finetuning_type", "dora"], "unknown finetuning_type 'dora': use one of block, full, lora"),
+        (["--template", "vicuna"], "unknown template 'vicuna'"),
+        (["--eval_strategy", "steps"], "evaluation needs a validation split, set --val_size"),
+        (["--cutoff_len", "4"], "cutoff_len=4 is shorter than every prompt"),
+        (["--dataset", "nope"], "unknown dataset 'nope'"),
+        (["--bread_mode", "some"], "bread_mode must be all or partial"),
+    ],
+)
 def test_bad_arguments_are_explained(tiny_config, tmp_path, more, message):
     with pytest.raises(ValueError, match=message):
         train(flags(tiny_config, tmp_path, "block", 2, *more))
@@ -207,8 +275,14 @@ def test_missing_baseline_package_is_explained(tiny_config, tmp_path, monkeypatc
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name.endswith(("lomo_optim", "galore_torch")) else real(name, *a))
-    with pytest.raises(ImportError, match=f"finetuning_type={finetuning_type} needs the {package} package: pip install {package}"):
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name.endswith(("lomo_optim", "galore_torch")) else real(name, *a),
+    )
+    with pytest.raises(
+        ImportError, match=f"finetuning_type={finetuning_type} needs the {package} package: pip install {package}"
+    ):
         train(flags(tiny_config, tmp_path, finetuning_type, 2))
 
 
@@ -232,6 +306,7 @@ def test_cli_prints_the_error_and_exits(tiny_config, tmp_path, monkeypatch, caps
     monkeypatch.setenv("BADAM_DEBUG", "1")
     monkeypatch.setattr("sys.argv", ["train", *flags(tiny_config, tmp_path, "block", 2, "--template", "vicuna")])
     from alpaca_sft.train import main
+
     with pytest.raises(ValueError, match="unknown template"):
         main()
 
@@ -244,7 +319,9 @@ def test_cli_errors_name_the_file_or_parameter(tiny_config, tmp_path, monkeypatc
 
     assert "model directory /no/such/model does not exist" in error(model="/no/such/model")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert "model 'someone/no-such-model' was not found locally and could not be downloaded" in error(model="someone/no-such-model")
+    assert "model 'someone/no-such-model' was not found locally and could not be downloaded" in error(
+        model="someone/no-such-model"
+    )
     latin1 = tmp_path / "latin1.json"
     latin1.write_bytes('[{"instruction": "caf\xe9", "output": "x"}]'.encode("latin-1"))
     assert f"{latin1} is not UTF-8 text" in error("--dataset", str(latin1))
@@ -271,19 +348,21 @@ def test_types_the_trainer_would_replace_are_refused_on_sharding_engines(finetun
     from alpaca_sft.args import FinetuningArguments
     from alpaca_sft.methods import prepare
 
-    args = SimpleNamespace(deepspeed="ds_z3_config.json" if engine == "--deepspeed" else None,
-                           fsdp="full_shard" if engine == "FSDP" else "")
+    args = SimpleNamespace(
+        deepspeed="ds_z3_config.json" if engine == "--deepspeed" else None,
+        fsdp="full_shard" if engine == "FSDP" else "",
+    )
     with pytest.raises(ValueError, match=f"{finetuning_type} does not run under {engine}"):
         prepare(None, FinetuningArguments(finetuning_type=finetuning_type), args)
 
 
 def test_block_under_fsdp2_keeps_the_bf16_model_and_binds_after_sharding(tmp_path, monkeypatch):
     import torch
-    from alpaca_sft.args import FinetuningArguments
-    from alpaca_sft.methods import prepare
     from badam_tiny import tiny_llama
     from transformers import TrainingArguments
 
+    from alpaca_sft.args import FinetuningArguments
+    from alpaca_sft.methods import prepare
     from badam.fsdp import FSDPBlockOptimizer
 
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
@@ -297,9 +376,10 @@ def test_block_under_fsdp2_keeps_the_bf16_model_and_binds_after_sharding(tmp_pat
 
     # Once sharded, the report counts every block as trainable, not only the active one.
     import torch.distributed as dist
-    from alpaca_sft.train import _trainable
     from badam_launch import free_port
     from torch.distributed.fsdp import fully_shard
+
+    from alpaca_sft.train import _trainable
 
     dist.init_process_group("gloo", rank=0, world_size=1, init_method=f"tcp://127.0.0.1:{free_port()}")
     try:

@@ -93,7 +93,8 @@ def parse_args(dataclass_type: type[T], argv: list[str]) -> T:
     from transformers import HfArgumentParser  # a slow import, only for the commands that need it
 
     args, *_, rest = _prepare(HfArgumentParser(dataclass_type)).parse_args_into_dataclasses(
-        args=argv, return_remaining_strings=True)
+        args=argv, return_remaining_strings=True
+    )
     if rest:
         _usage_error(f"unrecognized arguments: {' '.join(rest)}")
     return args

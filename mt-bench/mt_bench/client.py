@@ -39,14 +39,14 @@ class Stopped(JudgeAPIError):
 
 @dataclass
 class ChatClient:
-    api_base: str                # e.g. https://api.openai.com/v1 (the path /chat/completions is appended)
-    model: str                   # model name sent in every request
-    api_key: str | None = None   # sent as a Bearer token when set
-    timeout: float = 120.0       # seconds for one HTTP request
-    max_retries: int = 8         # retries after the first attempt
-    backoff: float = 2.0         # seconds before the first retry, doubled after each
-    max_backoff: float = 60.0    # ceiling of one wait
-    connect_failures: int = 3    # failed connections in a row that end a request at once
+    api_base: str  # e.g. https://api.openai.com/v1 (the path /chat/completions is appended)
+    model: str  # model name sent in every request
+    api_key: str | None = None  # sent as a Bearer token when set
+    timeout: float = 120.0  # seconds for one HTTP request
+    max_retries: int = 8  # retries after the first attempt
+    backoff: float = 2.0  # seconds before the first retry, doubled after each
+    max_backoff: float = 60.0  # ceiling of one wait
+    connect_failures: int = 3  # failed connections in a row that end a request at once
 
     def __post_init__(self):
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
@@ -69,7 +69,8 @@ class ChatClient:
                 if refused >= self.connect_failures:
                     raise EndpointUnreachable(
                         f"cannot connect to {self.url} ({reason}), {refused} times in a row: check --api_base "
-                        "(API_BASE for the scripts) and that the server is up") from None
+                        "(API_BASE for the scripts) and that the server is up"
+                    ) from None
             except httpx.TransportError as e:  # timeouts, dropped connections
                 reason, refused = f"{type(e).__name__}: {e}", 0
             else:
@@ -85,8 +86,9 @@ class ChatClient:
                 else:
                     raise JudgeAPIError(f"{self.url}: HTTP {response.status_code}: {response.text[:500]}")
             if attempt + 1 < attempts:
-                log.warning("%s: attempt %d/%d failed (%s); retrying in %.1fs", self.url, attempt + 1, attempts,
-                            reason, wait)
+                log.warning(
+                    "%s: attempt %d/%d failed (%s); retrying in %.1fs", self.url, attempt + 1, attempts, reason, wait
+                )
                 if self._stopped.wait(wait):
                     raise Stopped(f"{self.url}: stopped after attempt {attempt + 1} ({reason})")
         raise JudgeAPIError(f"{self.url}: gave up after {attempts} attempts, last: {reason}")

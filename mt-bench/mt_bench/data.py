@@ -48,7 +48,8 @@ def resolve_data_dir(data_dir: str | None) -> Path:
         raise UsageError(
             f"MT-bench data not found at {where}. Pass --data_dir DIR holding question.jsonl, "
             f"reference_answer/gpt-4.jsonl and judge_prompts.jsonl, e.g. downloaded from {DOWNLOAD_URL}/"
-            "mt_bench/question.jsonl, .../mt_bench/reference_answer/gpt-4.jsonl and .../judge_prompts.jsonl")
+            "mt_bench/question.jsonl, .../mt_bench/reference_answer/gpt-4.jsonl and .../judge_prompts.jsonl"
+        )
     return path
 
 
@@ -166,18 +167,23 @@ def load_judgments(path: str | Path, pairwise: bool = False) -> list[dict]:
     """Judgment records, checked: single-answer (FastChat's format, a numeric score) or pairwise games."""
     path = Path(path)
     kinds = {"question_id": int, "turn": int, "judge": list}
-    kinds.update({"model_1": str, "model_2": str, "game": int, "winner": str} if pairwise
-                 else {"model": str, "score": (int, float)})
+    kinds.update(
+        {"model_1": str, "model_2": str, "game": int, "winner": str}
+        if pairwise
+        else {"model": str, "score": (int, float)}
+    )
     records = []
     for lineno, j in numbered_records(path):
         for key, kind in kinds.items():
             _require(j, path, lineno, key, kind)
         if not j["judge"] or not isinstance(j["judge"][0], str):
-            raise UsageError(f"{path}:{lineno}: field 'judge' must be [judge model, prompt name], "
-                             f"got {j['judge']!r:.80}")
+            raise UsageError(
+                f"{path}:{lineno}: field 'judge' must be [judge model, prompt name], got {j['judge']!r:.80}"
+            )
         if pairwise and j["winner"] not in ("model_1", "model_2", "tie", "error"):
-            raise UsageError(f"{path}:{lineno}: field 'winner' must be model_1, model_2, tie or error, "
-                             f"got {j['winner']!r:.80}")
+            raise UsageError(
+                f"{path}:{lineno}: field 'winner' must be model_1, model_2, tie or error, got {j['winner']!r:.80}"
+            )
         records.append(j)
     return records
 
@@ -187,8 +193,10 @@ def check_question_ids(ids: Iterable[int], questions: list[dict], path: str | Pa
     unknown = sorted(set(ids) - {q["question_id"] for q in questions})
     if unknown:
         shown = ", ".join(map(str, unknown[:5])) + (", ..." if len(unknown) > 5 else "")
-        raise UsageError(f"{path}: {len(unknown)} question ids not in {Path(data_dir) / 'question.jsonl'} ({shown}): "
-                         "a file for another question set, or the wrong --data_dir?")
+        raise UsageError(
+            f"{path}: {len(unknown)} question ids not in {Path(data_dir) / 'question.jsonl'} ({shown}): "
+            "a file for another question set, or the wrong --data_dir?"
+        )
 
 
 def load_reference_answers(data_dir: str | Path, model: str = "gpt-4") -> dict[int, list[str]]:

@@ -28,7 +28,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from mt_bench import cli
 from mt_bench.cli import UsageError
 
-
 FAULTS = ("ok", "429", "500", "slow", "malformed", "unrated", "401")
 
 
@@ -78,9 +77,14 @@ class FakeJudge:
 
 
 def _completion(model: str, text: str) -> dict:
-    return {"id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}}
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+    }
 
 
 def _handler(judge: FakeJudge) -> type[BaseHTTPRequestHandler]:
@@ -132,8 +136,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         fake = FakeJudge(port=port)
     except OSError as e:
-        raise UsageError(f"--port {port}: cannot listen on it ({e.strerror}): choose another port, "
-                         "or 0 for a free one") from None
+        raise UsageError(
+            f"--port {port}: cannot listen on it ({e.strerror}): choose another port, or 0 for a free one"
+        ) from None
     with fake:
         print(f"fake judge at {fake.api_base} (Ctrl-C or SIGTERM to stop)", flush=True)
         try:

@@ -34,31 +34,54 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from mt_bench import cli
 from mt_bench.cli import Interrupted, UsageError
-from mt_bench.data import (OUTPUT_DIR, append_jsonl, check_question_ids, load_answers, load_questions,
-                           resolve_data_dir, rewrite_jsonl)
+from mt_bench.data import (
+    OUTPUT_DIR,
+    append_jsonl,
+    check_question_ids,
+    load_answers,
+    load_questions,
+    resolve_data_dir,
+    rewrite_jsonl,
+)
 from mt_bench.templates import Prompter, check_template, make_prompter
 
 # FastChat's llm_judge temperatures by category; other categories get 0.7, as there.
-TEMPERATURE = {"writing": 0.7, "roleplay": 0.7, "extraction": 0.0, "math": 0.0, "coding": 0.0,
-               "reasoning": 0.0, "stem": 0.1, "humanities": 0.1}
+TEMPERATURE = {
+    "writing": 0.7,
+    "roleplay": 0.7,
+    "extraction": 0.0,
+    "math": 0.0,
+    "coding": 0.0,
+    "reasoning": 0.0,
+    "stem": 0.1,
+    "humanities": 0.1,
+}
 
 
 @dataclass
 class GenerateArgs:
     model_path: str = field(metadata={"help": "hub name, local model dir or LoRA adapter dir"})
     model_id: str = field(metadata={"help": "name of the model in the answer file and the results"})
-    template: str = field(default="default",
-                          metadata={"help": "default|alpaca|llama2|llama3|chat_template|fschat|fschat:<name>"})
+    template: str = field(
+        default="default", metadata={"help": "default|alpaca|llama2|llama3|chat_template|fschat|fschat:<name>"}
+    )
     system_message: str | None = field(default=None, metadata={"help": "replaces the template's system message"})
     data_dir: str | None = field(default=None, metadata={"help": "dir with question.jsonl (default: FastChat's)"})
-    out_dir: str = field(default=str(OUTPUT_DIR), metadata={"help": "answers go to <out_dir>/model_answer/<model_id>.jsonl"})
-    answer_file: str | None = field(default=None, metadata={"help": "explicit answer file instead of the one in out_dir"})
-    base_model: str | None = field(default=None, metadata={"help": "base of a LoRA adapter (default: adapter_config.json's)"})
+    out_dir: str = field(
+        default=str(OUTPUT_DIR), metadata={"help": "answers go to <out_dir>/model_answer/<model_id>.jsonl"}
+    )
+    answer_file: str | None = field(
+        default=None, metadata={"help": "explicit answer file instead of the one in out_dir"}
+    )
+    base_model: str | None = field(
+        default=None, metadata={"help": "base of a LoRA adapter (default: adapter_config.json's)"}
+    )
     max_new_tokens: int = field(default=1024, metadata={"help": "answer length limit per turn (FastChat: 1024)"})
     batch_size: int = field(default=8, metadata={"help": "questions answered together"})
     num_choices: int = field(default=1, metadata={"help": "answers per question"})
-    dtype: str = field(default="auto", metadata={"help": "weights' dtype",
-                                                 "choices": ["auto", "bfloat16", "float16", "float32"]})
+    dtype: str = field(
+        default="auto", metadata={"help": "weights' dtype", "choices": ["auto", "bfloat16", "float16", "float32"]}
+    )
     device: str = field(default="auto", metadata={"help": "auto (cuda if available), cpu, cuda, cuda:1, ..."})
     seed: int = field(default=0, metadata={"help": "sampling seed (choice i uses seed + i, as FastChat's i)"})
     question_begin: int | None = field(default=None, metadata={"help": "slice of the questions: first index"})
@@ -108,8 +131,9 @@ def from_pretrained(auto_class, path: str, flag: str, **kwargs):
         return auto_class.from_pretrained(path, local_files_only=offline, **kwargs)
     except (OSError, ValueError) as e:
         if offline:
-            raise UsageError(f"{flag} {path}: not found locally and there is no network: pass a local model "
-                             "directory") from e
+            raise UsageError(
+                f"{flag} {path}: not found locally and there is no network: pass a local model directory"
+            ) from e
         first_line = (str(e).strip() or type(e).__name__).splitlines()[0]
         raise UsageError(f"{flag} {path}: cannot load it ({first_line})") from e
 
@@ -120,6 +144,7 @@ def load_model(model_path: str, base_model: str | None, dtype: str, device: str)
     torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
     if adapter_config.is_file():
         from peft import PeftModel
+
         base, flag = base_model, "--base_model"
         if not base:
             base, flag = _adapter_base(adapter_config), f"{adapter_config}: base_model_name_or_path"
@@ -150,7 +175,9 @@ def _adapter_base(adapter_config: Path) -> str:
 
 
 @torch.inference_mode()
-def complete(model, tokenizer, prompter: Prompter, prompts: list[str], temperature: float, max_new_tokens: int) -> list[str]:
+def complete(
+    model, tokenizer, prompter: Prompter, prompts: list[str], temperature: float, max_new_tokens: int
+) -> list[str]:
     """One answer per prompt, cut at the first stop token or stop string and stripped."""
     batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=prompter.add_special_tokens)
     batch = batch.to(model.device)
@@ -158,18 +185,27 @@ def complete(model, tokenizer, prompter: Prompter, prompts: list[str], temperatu
     vocab = tokenizer.get_vocab()
     model_eos = model.generation_config.eos_token_id  # e.g. Llama 3 Instruct's <|eot_id|> besides <|end_of_text|>
     model_eos = model_eos if isinstance(model_eos, list) else [model_eos]
-    stop_ids = {tokenizer.eos_token_id, *model_eos, *prompter.stop_token_ids, *(vocab[s] for s in prompter.stop if s in vocab)}
+    stop_ids = {
+        tokenizer.eos_token_id,
+        *model_eos,
+        *prompter.stop_token_ids,
+        *(vocab[s] for s in prompter.stop if s in vocab),
+    }
     stop_ids.discard(None)
     text_stops = [s for s in prompter.stop if s not in vocab]
     # As in FastChat: greedy below 1e-4, else sampling at the category's temperature with the model's
     # own generation_config for the rest (top_p, top_k).
-    kwargs = dict(max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, eos_token_id=sorted(stop_ids),
-                  do_sample=temperature >= 1e-4)
+    kwargs = dict(
+        max_new_tokens=max_new_tokens,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=sorted(stop_ids),
+        do_sample=temperature >= 1e-4,
+    )
     if kwargs["do_sample"]:
         kwargs["temperature"] = temperature
     if text_stops:
         kwargs.update(stop_strings=text_stops, tokenizer=tokenizer)
-    output = model.generate(**batch, **kwargs)[:, batch["input_ids"].shape[1]:]
+    output = model.generate(**batch, **kwargs)[:, batch["input_ids"].shape[1] :]
     answers = []
     for row in output.tolist():
         ends = [i for i, t in enumerate(row) if t in stop_ids]
@@ -184,7 +220,7 @@ def make_batches(questions: list[dict], size: int) -> list[list[dict]]:
     batches = []
     for _, group in groupby(questions, key=lambda q: q["category"]):
         group = list(group)
-        batches += [group[i: i + size] for i in range(0, len(group), size)]
+        batches += [group[i : i + size] for i in range(0, len(group), size)]
     return batches
 
 
@@ -203,26 +239,40 @@ def answer_batch(model, tokenizer, prompter: Prompter, questions: list[dict], ar
                 answers[i].append(text)
         for i in range(len(questions)):
             choices[i].append({"index": index, "turns": answers[i]})
-    return [{"question_id": q["question_id"], "answer_id": shortuuid.uuid(), "model_id": args.model_id,
-             "choices": c, "tstamp": time.time()} for q, c in zip(questions, choices, strict=True)]
+    return [
+        {
+            "question_id": q["question_id"],
+            "answer_id": shortuuid.uuid(),
+            "model_id": args.model_id,
+            "choices": c,
+            "tstamp": time.time(),
+        }
+        for q, c in zip(questions, choices, strict=True)
+    ]
 
 
 def generate(args: GenerateArgs) -> Path:
     data_dir = resolve_data_dir(args.data_dir)
     all_questions = load_questions(data_dir)
-    questions = all_questions[args.question_begin:args.question_end]
+    questions = all_questions[args.question_begin : args.question_end]
     if not questions:
-        raise UsageError(f"--question_begin {args.question_begin} --question_end {args.question_end}: no question "
-                         f"of the {len(all_questions)} in that slice")
+        raise UsageError(
+            f"--question_begin {args.question_begin} --question_end {args.question_end}: no question "
+            f"of the {len(all_questions)} in that slice"
+        )
     answer_file = Path(args.answer_file or Path(args.out_dir) / "model_answer" / f"{args.model_id}.jsonl")
     done = load_answers(answer_file) if answer_file.exists() else {}
     check_question_ids(done, all_questions, answer_file, data_dir)
     others = sorted({a.get("model_id") for a in done.values()} - {args.model_id}, key=str)
     if others:
-        raise UsageError(f"{answer_file}: holds answers of model_id {others}, not {args.model_id!r}: pass another "
-                         "--answer_file, or the --model_id those answers were made with")
+        raise UsageError(
+            f"{answer_file}: holds answers of model_id {others}, not {args.model_id!r}: pass another "
+            "--answer_file, or the --model_id those answers were made with"
+        )
     todo = [q for q in questions if q["question_id"] not in done]
-    print(f"{args.model_id}: {len(questions) - len(todo)} of {len(questions)} questions already answered in {answer_file}")
+    print(
+        f"{args.model_id}: {len(questions) - len(todo)} of {len(questions)} questions already answered in {answer_file}"
+    )
     if todo:
         model, tokenizer = load_model(args.model_path, args.base_model, args.dtype, args.device)
         try:
@@ -237,8 +287,10 @@ def generate(args: GenerateArgs) -> Path:
                     answered += len(batch)
                     bar.update(len(batch))
         except KeyboardInterrupt:
-            raise Interrupted(f"interrupted: {answered} of {len(todo)} questions answered now and saved in "
-                              f"{answer_file}; a rerun of the same command continues where it stopped") from None
+            raise Interrupted(
+                f"interrupted: {answered} of {len(todo)} questions answered now and saved in "
+                f"{answer_file}; a rerun of the same command continues where it stopped"
+            ) from None
     # Sorted by question id and deduplicated, as FastChat's reorg_answer_file leaves it.
     answers = load_answers(answer_file)
     rewrite_jsonl(answer_file, [answers[k] for k in sorted(answers)])

@@ -38,8 +38,17 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from mt_bench import cli
 from mt_bench.cli import Interrupted, UsageError
 from mt_bench.client import ChatClient, EndpointUnreachable, JudgeAPIError
-from mt_bench.data import (OUTPUT_DIR, append_jsonl, check_question_ids, load_answers, load_judge_prompts,
-                           load_judgments, load_questions, load_reference_answers, resolve_data_dir)
+from mt_bench.data import (
+    OUTPUT_DIR,
+    append_jsonl,
+    check_question_ids,
+    load_answers,
+    load_judge_prompts,
+    load_judgments,
+    load_questions,
+    load_reference_answers,
+    resolve_data_dir,
+)
 from mt_bench.prompts import NEED_REF_CATS, Match, answered, pair_match, prompt_name, single_match
 
 log = logging.getLogger(__name__)
@@ -51,22 +60,32 @@ KEY_FIELDS = ("judge", "model", "model_1", "model_2", "question_id", "turn", "ga
 @dataclass
 class JudgeArgs:
     model_list: list[str] = field(metadata={"help": "model ids whose answers are judged"})
-    mode: str = field(default="single", metadata={"help": "single (MT-bench score) or pairwise-baseline",
-                                                  "choices": ["single", "pairwise-baseline"]})
-    baseline_model: str = field(default="gpt-3.5-turbo", metadata={"help": "pairwise-baseline: the model compared with"})
+    mode: str = field(
+        default="single",
+        metadata={"help": "single (MT-bench score) or pairwise-baseline", "choices": ["single", "pairwise-baseline"]},
+    )
+    baseline_model: str = field(
+        default="gpt-3.5-turbo", metadata={"help": "pairwise-baseline: the model compared with"}
+    )
     judge_model: str = field(default="gpt-4", metadata={"help": "model name sent to the endpoint"})
     api_base: str = field(default="https://api.openai.com/v1", metadata={"help": "OpenAI-compatible base URL"})
     api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "environment variable holding the API key"})
     data_dir: str | None = field(default=None, metadata={"help": "dir with question.jsonl etc. (default: FastChat's)"})
     out_dir: str = field(default=str(OUTPUT_DIR), metadata={"help": "reads model_answer/, writes model_judgment/"})
-    judgment_file: str | None = field(default=None, metadata={"help": "explicit judgment file instead of the one in out_dir"})
+    judgment_file: str | None = field(
+        default=None, metadata={"help": "explicit judgment file instead of the one in out_dir"}
+    )
     ref_model: str = field(default="gpt-4", metadata={"help": "reference answers: reference_answer/<ref_model>.jsonl"})
     parallel: int = field(default=4, metadata={"help": "judgments requested at once"})
     temperature: float = field(default=0.0, metadata={"help": "judge temperature (FastChat: 0)"})
     max_tokens: int = field(default=2048, metadata={"help": "judge reply limit (FastChat: 2048)"})
     timeout: float = field(default=120.0, metadata={"help": "seconds for one request"})
-    max_retries: int = field(default=8, metadata={"help": "retries of one request on 429/5xx/timeouts/bad "
-                                                                 "bodies (3 failed connections in a row stop the run)"})
+    max_retries: int = field(
+        default=8,
+        metadata={
+            "help": "retries of one request on 429/5xx/timeouts/bad bodies (3 failed connections in a row stop the run)"
+        },
+    )
     backoff: float = field(default=2.0, metadata={"help": "seconds before the first retry, doubled after each"})
 
     def __post_init__(self):  # checked before anything is loaded or sent
@@ -80,8 +99,9 @@ class JudgeArgs:
         except httpx.InvalidURL as e:
             raise UsageError(f"--api_base {self.api_base!r}: not a URL ({e})") from None
         if url.scheme not in ("http", "https") or not url.host:
-            raise UsageError(f"--api_base {self.api_base!r}: needs http:// or https:// and a host, "
-                             "e.g. https://api.openai.com/v1")
+            raise UsageError(
+                f"--api_base {self.api_base!r}: needs http:// or https:// and a host, e.g. https://api.openai.com/v1"
+            )
 
 
 def record_key(record: dict) -> tuple:
@@ -96,13 +116,20 @@ def make_matches(args: JudgeArgs, data_dir: Path) -> list[Match]:
     missing = {prompt_name(kind, ref, turn) for ref in (False, True) for turn in (1, 2)} - set(prompts)
     if missing:
         raise UsageError(f"judge_prompts.jsonl of {data_dir} lacks the prompts {sorted(missing)}: use FastChat's file")
-    refs = load_reference_answers(data_dir, args.ref_model) if any(q["category"] in NEED_REF_CATS for q in questions) else {}
+    refs = (
+        load_reference_answers(data_dir, args.ref_model)
+        if any(q["category"] in NEED_REF_CATS for q in questions)
+        else {}
+    )
     models = args.model_list + ([args.baseline_model] if args.mode == "pairwise-baseline" else [])
     files = {m: Path(args.out_dir) / "model_answer" / f"{m}.jsonl" for m in models}
     for model, path in files.items():
         if not path.is_file():
-            todo = ("put the baseline's answers there (e.g. FastChat's published ones), or see --baseline_model"
-                    if model not in args.model_list else "run mt_bench.generate first, or check --model_list and --out_dir")
+            todo = (
+                "put the baseline's answers there (e.g. FastChat's published ones), or see --baseline_model"
+                if model not in args.model_list
+                else "run mt_bench.generate first, or check --model_list and --out_dir"
+            )
             raise UsageError(f"no answers for model {model!r}: {path} ({todo})")
     answers = {m: load_answers(p) for m, p in files.items()}
     for model, path in files.items():
@@ -113,21 +140,42 @@ def make_matches(args: JudgeArgs, data_dir: Path) -> list[Match]:
     for model in args.model_list:
         for q, turns, ref, n in answered(questions, answers[model], files[model], refs):
             if args.mode == "single":
-                matches += [single_match(model, q, turns, ref, turn, prompts, args.judge_model) for turn in range(1, n + 1)]
+                matches += [
+                    single_match(model, q, turns, ref, turn, prompts, args.judge_model) for turn in range(1, n + 1)
+                ]
                 continue
             base = answers[args.baseline_model].get(q["question_id"])
             if base is None or len(base["choices"][0]["turns"]) < n:
                 raise UsageError(f"{files[args.baseline_model]}: no complete answer to question {q['question_id']}")
-            matches += [pair_match(model, args.baseline_model, q, turns, base["choices"][0]["turns"], ref, turn, game,
-                                   prompts, args.judge_model) for turn in range(1, n + 1) for game in (1, 2)]
+            matches += [
+                pair_match(
+                    model,
+                    args.baseline_model,
+                    q,
+                    turns,
+                    base["choices"][0]["turns"],
+                    ref,
+                    turn,
+                    game,
+                    prompts,
+                    args.judge_model,
+                )
+                for turn in range(1, n + 1)
+                for game in (1, 2)
+            ]
     return matches
 
 
 def judge_one(client: ChatClient, match: Match, args: JudgeArgs) -> dict:
     """A judgment record in FastChat's format."""
     judgment = client.complete(match.messages, args.temperature, args.max_tokens)
-    return {**match.record, "user_prompt": match.messages[1]["content"], "judgment": judgment,
-            **match.parse(judgment), "tstamp": time.time()}
+    return {
+        **match.record,
+        "user_prompt": match.messages[1]["content"],
+        "judgment": judgment,
+        **match.parse(judgment),
+        "tstamp": time.time(),
+    }
 
 
 def run_matches(client: ChatClient, matches: list[Match], judgment_file: Path, args: JudgeArgs) -> list[str]:
@@ -145,8 +193,11 @@ def run_matches(client: ChatClient, matches: list[Match], judgment_file: Path, a
         with lock:
             append_jsonl(judgment_file, [record])
 
-    with (logging_redirect_tqdm(), ThreadPoolExecutor(max_workers=args.parallel) as pool,
-          tqdm(total=len(matches), desc=f"judging ({args.judge_model})") as bar):
+    with (
+        logging_redirect_tqdm(),
+        ThreadPoolExecutor(max_workers=args.parallel) as pool,
+        tqdm(total=len(matches), desc=f"judging ({args.judge_model})") as bar,
+    ):
         futures = []
         try:
             for match in matches:
@@ -168,9 +219,11 @@ def run_matches(client: ChatClient, matches: list[Match], judgment_file: Path, a
             if not isinstance(e, KeyboardInterrupt):
                 raise
             done = sum(f.done() and not f.cancelled() and f.exception() is None for f in futures)
-            raise Interrupted(f"interrupted: {done} of the {len(matches)} judgments to ask for were recorded in "
-                              f"{judgment_file}, the requests in flight awaited; a rerun of the same command "
-                              "continues where it stopped") from None
+            raise Interrupted(
+                f"interrupted: {done} of the {len(matches)} judgments to ask for were recorded in "
+                f"{judgment_file}, the requests in flight awaited; a rerun of the same command "
+                "continues where it stopped"
+            ) from None
     return failures
 
 
@@ -189,18 +242,21 @@ def await_in_flight(futures: list[Future]) -> None:
 
 def judge(args: JudgeArgs) -> Path:
     pairwise = args.mode == "pairwise-baseline"
-    judgment_file = Path(args.judgment_file or Path(args.out_dir) / "model_judgment" /
-                         f"{args.judge_model}_{'pair_games' if pairwise else 'single'}.jsonl")
+    judgment_file = Path(
+        args.judgment_file
+        or Path(args.out_dir) / "model_judgment" / f"{args.judge_model}_{'pair_games' if pairwise else 'single'}.jsonl"
+    )
     done = {record_key(j) for j in (load_judgments(judgment_file, pairwise) if judgment_file.exists() else [])}
-    matches = [m for m in make_matches(args, resolve_data_dir(args.data_dir))
-               if record_key(m.record) not in done]
+    matches = [m for m in make_matches(args, resolve_data_dir(args.data_dir)) if record_key(m.record) not in done]
     print(f"{len(matches)} judgments to ask {args.judge_model} for; already in {judgment_file}: {len(done)}")
     if not matches:
         return judgment_file
     api_key = os.environ.get(args.api_key_env)
     if not api_key and httpx.URL(args.api_base).host == "api.openai.com":
-        raise UsageError(f"${args.api_key_env} is not set: export it with your OpenAI API key (or name the "
-                         "variable that holds it with --api_key_env)")
+        raise UsageError(
+            f"${args.api_key_env} is not set: export it with your OpenAI API key (or name the "
+            "variable that holds it with --api_key_env)"
+        )
     if not api_key:  # a local server (vLLM, the fake judge) may well need none
         warnings.warn(f"${args.api_key_env} is not set: sending requests without an API key", stacklevel=2)
     client = ChatClient(args.api_base, args.judge_model, api_key, args.timeout, args.max_retries, args.backoff)
@@ -209,8 +265,9 @@ def judge(args: JudgeArgs) -> Path:
     finally:
         client.close()
     if failures:
-        raise JudgeAPIError(f"{len(failures)} of {len(matches)} judgments failed (rerun to ask for them again); "
-                            f"first: {failures[0]}")
+        raise JudgeAPIError(
+            f"{len(failures)} of {len(matches)} judgments failed (rerun to ask for them again); first: {failures[0]}"
+        )
     return judgment_file
 
 

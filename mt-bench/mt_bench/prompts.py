@@ -27,9 +27,9 @@ NEED_REF_CATS = ("math", "reasoning", "coding")  # judged against reference answ
 class Match:
     """One judgment to ask for."""
 
-    messages: list[dict]           # system and user message for the judge
-    record: dict                   # FastChat's record fields known before the judge answers
-    parse: Callable[[str], dict]   # the judgment's verdict fields, e.g. {"score": 7.0}
+    messages: list[dict]  # system and user message for the judge
+    record: dict  # FastChat's record fields known before the judge answers
+    parse: Callable[[str], dict]  # the judgment's verdict fields, e.g. {"score": 7.0}
 
 
 def fill(prompt: dict, question: dict, answers: dict[str, list[str]], ref: list[str] | None, turn: int) -> list[dict]:
@@ -37,12 +37,17 @@ def fill(prompt: dict, question: dict, answers: dict[str, list[str]], ref: list[
     if turn == 1:
         kwargs = {"question": question["turns"][0], **{f"answer{s}": a[0] for s, a in answers.items()}}
     else:
-        kwargs = {"question_1": question["turns"][0], "question_2": question["turns"][1],
-                  **{f"answer{s}_{i + 1}": a[i] for s, a in answers.items() for i in (0, 1)}}
+        kwargs = {
+            "question_1": question["turns"][0],
+            "question_2": question["turns"][1],
+            **{f"answer{s}_{i + 1}": a[i] for s, a in answers.items() for i in (0, 1)},
+        }
     if ref:
         kwargs.update({f"ref_answer_{i + 1}": r for i, r in enumerate(ref[:turn])})
-    return [{"role": "system", "content": prompt["system_prompt"]},
-            {"role": "user", "content": prompt["prompt_template"].format(**kwargs)}]
+    return [
+        {"role": "system", "content": prompt["system_prompt"]},
+        {"role": "user", "content": prompt["prompt_template"].format(**kwargs)},
+    ]
 
 
 def prompt_name(kind: str, ref: bool, turn: int) -> str:
@@ -51,29 +56,59 @@ def prompt_name(kind: str, ref: bool, turn: int) -> str:
     return f"{kind}-{version}" + ("-multi-turn" if turn == 2 else "")
 
 
-def single_match(model: str, question: dict, answer: list[str], ref: list[str] | None, turn: int,
-                 prompts: dict[str, dict], judge_model: str) -> Match:
+def single_match(
+    model: str,
+    question: dict,
+    answer: list[str],
+    ref: list[str] | None,
+    turn: int,
+    prompts: dict[str, dict],
+    judge_model: str,
+) -> Match:
     name = prompt_name("single", ref is not None, turn)
     record = {"question_id": question["question_id"], "model": model, "judge": [judge_model, name], "turn": turn}
-    return Match(fill(prompts[name], question, {"": answer}, ref, turn), record,
-                 lambda judgment: {"score": parse_rating(judgment)})
+    return Match(
+        fill(prompts[name], question, {"": answer}, ref, turn),
+        record,
+        lambda judgment: {"score": parse_rating(judgment)},
+    )
 
 
-def pair_match(model: str, baseline: str, question: dict, answer: list[str], base: list[str], ref: list[str] | None,
-               turn: int, game: int, prompts: dict[str, dict], judge_model: str) -> Match:
+def pair_match(
+    model: str,
+    baseline: str,
+    question: dict,
+    answer: list[str],
+    base: list[str],
+    ref: list[str] | None,
+    turn: int,
+    game: int,
+    prompts: dict[str, dict],
+    judge_model: str,
+) -> Match:
     name = prompt_name("pair", ref is not None, turn)
     shown = {"_a": answer, "_b": base} if game == 1 else {"_a": base, "_b": answer}
-    record = {"question_id": question["question_id"], "model_1": model, "model_2": baseline, "game": game,
-              "judge": [judge_model, name], "turn": turn}
+    record = {
+        "question_id": question["question_id"],
+        "model_1": model,
+        "model_2": baseline,
+        "game": game,
+        "judge": [judge_model, name],
+        "turn": turn,
+    }
     # Assistant A is model_1 in game 1 and model_2 in game 2.
     winner = {"A": "model_1", "B": "model_2"} if game == 1 else {"A": "model_2", "B": "model_1"}
     winner.update(tie="tie", error="error")
-    return Match(fill(prompts[name], question, shown, ref, turn), record,
-                 lambda judgment: {"winner": winner[parse_verdict(judgment)]})
+    return Match(
+        fill(prompts[name], question, shown, ref, turn),
+        record,
+        lambda judgment: {"winner": winner[parse_verdict(judgment)]},
+    )
 
 
-def answered(questions: list[dict], answers: dict[int, dict], answer_file: Path,
-             refs: dict[int, list[str]]) -> Iterator[tuple[dict, list[str], list[str] | None, int]]:
+def answered(
+    questions: list[dict], answers: dict[int, dict], answer_file: Path, refs: dict[int, list[str]]
+) -> Iterator[tuple[dict, list[str], list[str] | None, int]]:
     """(question, answer turns, reference turns or None, turns to judge) for each answered question."""
     missing = 0
     for q in questions:
@@ -83,8 +118,10 @@ def answered(questions: list[dict], answers: dict[int, dict], answer_file: Path,
             continue
         turns, n = answers[qid]["choices"][0]["turns"], min(len(q["turns"]), 2)
         if len(turns) < n:
-            raise UsageError(f"{answer_file}: question {qid} has {len(turns)} answer turns, needs {n} "
-                             "(regenerate it: delete its line and rerun mt_bench.generate)")
+            raise UsageError(
+                f"{answer_file}: question {qid} has {len(turns)} answer turns, needs {n} "
+                "(regenerate it: delete its line and rerun mt_bench.generate)"
+            )
         if q["category"] in NEED_REF_CATS and qid not in refs:
             raise UsageError(f"no reference answer for question {qid} ({q['category']}); see --ref_model")
         yield q, turns, refs.get(qid) if q["category"] in NEED_REF_CATS else None, n

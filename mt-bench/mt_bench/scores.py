@@ -45,7 +45,7 @@ class Summary:
     turn2: float
     overall: float
     categories: dict[str, float] = field(default_factory=dict)
-    judged: int = 0    # judgments with a rating, counted in the averages
+    judged: int = 0  # judgments with a rating, counted in the averages
     unparsed: int = 0  # judgments without a rating (-1), left out
 
 
@@ -101,8 +101,11 @@ class WinRate:
         total = self.win + self.loss + self.tie
         if not total:
             return dict.fromkeys(("win_rate", "loss_rate", "win_rate_adjusted"), math.nan)
-        return {"win_rate": self.win / total, "loss_rate": self.loss / total,
-                "win_rate_adjusted": (self.win + 0.5 * self.tie) / total}
+        return {
+            "win_rate": self.win / total,
+            "loss_rate": self.loss / total,
+            "win_rate_adjusted": (self.win + 0.5 * self.tie) / total,
+        }
 
 
 def win_rates(games: list[dict], judge_model: str | None = None) -> dict[tuple[str, str], WinRate]:

@@ -25,8 +25,9 @@ from mt_bench.table2 import CONFIG, load_runs, table2
 
 @dataclass
 class ShowArgs:
-    judgment_file: str = field(default=str(OUTPUT_DIR / "model_judgment" / "gpt-4_single.jsonl"),
-                               metadata={"help": "single-answer judgments"})
+    judgment_file: str = field(
+        default=str(OUTPUT_DIR / "model_judgment" / "gpt-4_single.jsonl"), metadata={"help": "single-answer judgments"}
+    )
     data_dir: str | None = field(default=None, metadata={"help": "dir with question.jsonl, for the categories"})
     judge_model: str | None = field(default=None, metadata={"help": "count only this judge's judgments (default: all)"})
     model_list: list[str] | None = field(default=None, metadata={"help": "models to show (default: all judged)"})
@@ -62,8 +63,18 @@ def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
 
 def results_table(summaries: list[Summary]) -> tuple[list[str], list[list]]:
     header = ["Model", "Judged", "Unparsed", "Turn 1", "Turn 2", "Overall", *CATEGORIES]
-    rows = [[s.model, s.judged, s.unparsed, s.turn1, s.turn2, s.overall,
-             *(s.categories.get(c, math.nan) for c in CATEGORIES)] for s in summaries]
+    rows = [
+        [
+            s.model,
+            s.judged,
+            s.unparsed,
+            s.turn1,
+            s.turn2,
+            s.overall,
+            *(s.categories.get(c, math.nan) for c in CATEGORIES),
+        ]
+        for s in summaries
+    ]
     return header, rows
 
 
@@ -75,6 +86,7 @@ def pairwise_table(rates: list[WinRate]) -> tuple[list[str], list[list]]:
 def radar_plot(summaries: list[Summary], path: Path) -> None:
     """One closed polygon per model over the 8 categories, on a 0-10 scale."""
     import matplotlib
+
     matplotlib.use("Agg")  # files only: no display on servers and CI
     import matplotlib.pyplot as plt
 
@@ -92,7 +104,9 @@ def radar_plot(summaries: list[Summary], path: Path) -> None:
     plt.close(fig)
 
 
-def log_wandb(args: ShowArgs, tables: dict[str, tuple[list[str], list[list]]], summaries: list[Summary], plot: Path) -> None:
+def log_wandb(
+    args: ShowArgs, tables: dict[str, tuple[list[str], list[list]]], summaries: list[Summary], plot: Path
+) -> None:
     try:
         import wandb
     except ImportError:
@@ -102,8 +116,12 @@ def log_wandb(args: ShowArgs, tables: dict[str, tuple[list[str], list[list]]], s
         data = [[None if missing(v) else v for v in row] for row in rows]
         run.log({f"mt_bench/{name}": wandb.Table(columns=header, data=data)})
     for s in summaries:
-        run.summary.update({f"mt_bench/{s.model}/{k}": v for k, v in
-                            [("turn1", s.turn1), ("turn2", s.turn2), ("overall", s.overall), *s.categories.items()]})
+        run.summary.update(
+            {
+                f"mt_bench/{s.model}/{k}": v
+                for k, v in [("turn1", s.turn1), ("turn2", s.turn2), ("overall", s.overall), *s.categories.items()]
+            }
+        )
     run.log({"mt_bench/radar": wandb.Image(str(plot))})
     run.finish()
 
@@ -127,18 +145,24 @@ def show(args: ShowArgs) -> dict[str, Summary]:
     if not by_model:
         judges = sorted({j["judge"][0] for j in judgments})
         if judges:
-            raise UsageError(f"{args.judgment_file}: no judgments by --judge_model {args.judge_model}; "
-                             f"judges in it: {judges}")
+            raise UsageError(
+                f"{args.judgment_file}: no judgments by --judge_model {args.judge_model}; judges in it: {judges}"
+            )
         raise UsageError(f"{args.judgment_file}: no judgments in it (run mt_bench.judge first)")
     models = args.model_list or sorted(by_model)
     missing = [m for m in models if m not in by_model]
     if missing:
-        raise UsageError(f"{args.judgment_file}: no judgments for {missing} (see --model_list); judged: {sorted(by_model)}")
+        raise UsageError(
+            f"{args.judgment_file}: no judgments for {missing} (see --model_list); judged: {sorted(by_model)}"
+        )
     summaries = [by_model[m] for m in models]
     for s in summaries:
         if s.judged + s.unparsed < 2 * len(questions):
-            print(f"warning: {s.model} has {s.judged + s.unparsed} of {2 * len(questions)} judgments: "
-                  "scores are not comparable with full runs", file=sys.stderr)
+            print(
+                f"warning: {s.model} has {s.judged + s.unparsed} of {2 * len(questions)} judgments: "
+                "scores are not comparable with full runs",
+                file=sys.stderr,
+            )
 
     tables = {"results": results_table(summaries)}
     if args.table2_config:

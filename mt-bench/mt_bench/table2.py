@@ -23,12 +23,12 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "table2.yaml"
 
 @dataclass
 class Run:
-    model_id: str         # name of the run's answers and judgments
-    path: str             # hub name, local dir or LoRA adapter dir
-    template: str         # chat template the model was trained with (see templates.py)
-    row: str              # method, e.g. BAdam
-    column: str           # base model, e.g. Llama 3-8B
-    paper: float | None   # published score, None where the paper has none
+    model_id: str  # name of the run's answers and judgments
+    path: str  # hub name, local dir or LoRA adapter dir
+    template: str  # chat template the model was trained with (see templates.py)
+    row: str  # method, e.g. BAdam
+    column: str  # base model, e.g. Llama 3-8B
+    paper: float | None  # published score, None where the paper has none
 
 
 def load_runs(path: str | Path = CONFIG) -> list[Run]:
@@ -49,9 +49,12 @@ def load_runs(path: str | Path = CONFIG) -> list[Run]:
     for i, entry in enumerate(config["runs"]):
         if not isinstance(entry, dict) or set(entry) != set(names):
             raise UsageError(f"{path}: runs[{i}] must have exactly the keys {names}, got {entry!r}")
-        if not all(isinstance(entry[k], str) for k in names if k != "paper") or \
-                not (entry["paper"] is None or isinstance(entry["paper"], (int, float))):
-            raise UsageError(f"{path}: runs[{i}]: paper must be a number or null, the other keys strings, got {entry!r}")
+        if not all(isinstance(entry[k], str) for k in names if k != "paper") or not (
+            entry["paper"] is None or isinstance(entry["paper"], (int, float))
+        ):
+            raise UsageError(
+                f"{path}: runs[{i}]: paper must be a number or null, the other keys strings, got {entry!r}"
+            )
         runs.append(Run(**entry))
     return runs
 
@@ -73,7 +76,9 @@ def table2(runs: list[Run], scores: dict[str, float]) -> tuple[list[str], list[l
 
 
 def main(argv: list[str] | None = None) -> list[Run]:
-    parser = cli.argument_parser(description="Print a Table 2 config's runs, one model_id<TAB>path<TAB>template line each.")
+    parser = cli.argument_parser(
+        description="Print a Table 2 config's runs, one model_id<TAB>path<TAB>template line each."
+    )
     parser.add_argument("config", nargs="?", default=str(CONFIG), help="Table 2 config (default: configs/table2.yaml)")
     runs = load_runs(parser.parse_args(argv).config)
     for run in runs:

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 class Template:
     """A chat format as plain strings; the model writes its answer right after `user`."""
 
-    system: str         # default system message, "" for none
+    system: str  # default system message, "" for none
     system_format: str  # how a non-empty system message is written, replacing {system} in `user`
-    user: str           # one user turn up to where the answer starts: {system} (first turn only), {query}
-    assistant: str      # an earlier answer as it sits in the context: {answer}, {eos}, {bos}
+    user: str  # one user turn up to where the answer starts: {system} (first turn only), {query}
+    assistant: str  # an earlier answer as it sits in the context: {answer}, {eos}, {bos}
     stop: tuple[str, ...] = ()  # text that ends an answer (the eos token always does)
 
 
@@ -71,7 +71,7 @@ class Prompter:
     """Turns (questions so far, earlier answers) into the prompt text for the next answer."""
 
     render: Callable[[list[str], list[str]], str]
-    stop: tuple[str, ...]     # text that ends an answer
+    stop: tuple[str, ...]  # text that ends an answer
     add_special_tokens: bool  # whether the tokenizer should add BOS (False when the text has it)
     stop_token_ids: tuple[int, ...] = ()  # token ids that end an answer, besides the eos
 
@@ -94,12 +94,17 @@ def check_template(name: str) -> None:
     kind, _, conv_name = name.partition(":")
     if kind == "fschat" and conv_name:
         from fastchat.conversation import conv_templates
+
         if conv_name not in conv_templates:
-            raise ValueError(f"unknown FastChat template {conv_name!r}: use a name of "
-                             "fastchat.conversation.conv_templates, e.g. vicuna_v1.1 or llama-2")
+            raise ValueError(
+                f"unknown FastChat template {conv_name!r}: use a name of "
+                "fastchat.conversation.conv_templates, e.g. vicuna_v1.1 or llama-2"
+            )
     elif name not in (*TEMPLATES, "chat_template", "fschat"):
-        raise ValueError(f"unknown template {name!r}: use one of {sorted(TEMPLATES)}, chat_template, "
-                         "fschat or fschat:<FastChat template name>")
+        raise ValueError(
+            f"unknown template {name!r}: use one of {sorted(TEMPLATES)}, chat_template, "
+            "fschat or fschat:<FastChat template name>"
+        )
 
 
 def make_prompter(name: str, tokenizer, model_path: str = "", system: str | None = None) -> Prompter:
@@ -129,9 +134,11 @@ def make_prompter(name: str, tokenizer, model_path: str = "", system: str | None
 def _fschat_prompter(conv_name: str, model_path: str, system: str | None) -> Prompter:
     if conv_name:
         from fastchat.conversation import conv_templates
+
         base = conv_templates[conv_name].copy()
     else:
         from fastchat.model import get_conversation_template  # slow import: only when asked for
+
         base = get_conversation_template(model_path)
     if system is not None:
         base.set_system_message(system)

@@ -27,7 +27,10 @@ def test_retries_through_429_500_slow_and_malformed_replies(caplog):
     retries = [r.getMessage() for r in caplog.records]
     assert len(retries) == 4
     for n, (line, what) in enumerate(zip(retries, ["HTTP 429", "HTTP 500", "ReadTimeout", "malformed body"]), 1):
-        assert line.startswith(f"{judge.api_base}/chat/completions: attempt {n}/6 failed ({what}") and "retrying in" in line
+        assert (
+            line.startswith(f"{judge.api_base}/chat/completions: attempt {n}/6 failed ({what}")
+            and "retrying in" in line
+        )
 
 
 def test_gives_up_after_max_retries():
@@ -48,8 +51,11 @@ def test_refused_connections_fail_fast(caplog):
     with FakeJudge() as judge:
         pass  # stopped: its port now refuses connections
     start = time.monotonic()
-    with pytest.raises(EndpointUnreachable, match=f"cannot connect to {judge.api_base}/chat/completions .*Connect"
-                                                  r"Error.*3 times in a row: check --api_base \(API_BASE"):
+    with pytest.raises(
+        EndpointUnreachable,
+        match=f"cannot connect to {judge.api_base}/chat/completions .*Connect"
+        r"Error.*3 times in a row: check --api_base \(API_BASE",
+    ):
         client(judge, max_retries=8).complete(MESSAGES)
     assert time.monotonic() - start < 2
     assert len(caplog.records) == 2 and "attempt 2/9 failed (ConnectError" in caplog.records[1].getMessage()

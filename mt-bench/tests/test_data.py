@@ -5,8 +5,17 @@ import json
 import pytest
 
 from mt_bench.cli import UsageError
-from mt_bench.data import (CATEGORIES, append_jsonl, check_question_ids, load_judge_prompts, load_judgments,
-                           load_questions, load_reference_answers, read_jsonl, resolve_data_dir)
+from mt_bench.data import (
+    CATEGORIES,
+    append_jsonl,
+    check_question_ids,
+    load_judge_prompts,
+    load_judgments,
+    load_questions,
+    load_reference_answers,
+    read_jsonl,
+    resolve_data_dir,
+)
 from mt_bench.judge import NEED_REF_CATS
 
 
@@ -42,8 +51,10 @@ def test_bad_lines_name_file_and_line(tmp_path):
     bad_json.write_text('{"question_id": 1, "category": "math", "turns": ["a"]}\n{oops\n')
     with pytest.raises(UsageError, match=r"question.jsonl:2: not valid JSON"):
         load_questions(tmp_path)
-    bad_json.write_text('{"question_id": 1, "category": "math", "turns": ["a"]}\n'
-                        '{"question_id": "2", "category": "math", "turns": ["a"]}\n')
+    bad_json.write_text(
+        '{"question_id": 1, "category": "math", "turns": ["a"]}\n'
+        '{"question_id": "2", "category": "math", "turns": ["a"]}\n'
+    )
     with pytest.raises(UsageError, match=r"question.jsonl:2: field 'question_id' must be int"):
         load_questions(tmp_path)
     bad_json.write_text('{"question_id": 1, "category": "math", "turns": ["a"]}\n' * 2)

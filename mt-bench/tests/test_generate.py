@@ -9,9 +9,25 @@ from mt_bench.data import load_questions, read_jsonl
 
 
 def run(model, data_dir, out_dir, *extra):
-    return generate.main(["--model_path", str(model), "--model_id", "tiny", "--data_dir", str(data_dir),
-                          "--out_dir", str(out_dir), "--max_new_tokens", "4", "--batch_size", "8",
-                          "--device", "cpu", *extra])
+    return generate.main(
+        [
+            "--model_path",
+            str(model),
+            "--model_id",
+            "tiny",
+            "--data_dir",
+            str(data_dir),
+            "--out_dir",
+            str(out_dir),
+            "--max_new_tokens",
+            "4",
+            "--batch_size",
+            "8",
+            "--device",
+            "cpu",
+            *extra,
+        ]
+    )
 
 
 def test_all_questions_resumable_after_a_crash(tiny_model, data_dir, tmp_path):
@@ -34,8 +50,21 @@ def test_all_questions_resumable_after_a_crash(tiny_model, data_dir, tmp_path):
     assert json.loads(path.read_text().splitlines()[-1])["question_id"] == 160
 
     # Nothing left to do: the model is not even loaded (this path does not exist).
-    assert generate.main(["--model_path", "/nonexistent", "--model_id", "tiny", "--data_dir", str(data_dir),
-                          "--out_dir", str(tmp_path)]) == path
+    assert (
+        generate.main(
+            [
+                "--model_path",
+                "/nonexistent",
+                "--model_id",
+                "tiny",
+                "--data_dir",
+                str(data_dir),
+                "--out_dir",
+                str(tmp_path),
+            ]
+        )
+        == path
+    )
 
 
 def test_batching_does_not_change_greedy_answers(tiny_model, data_dir, tmp_path):
@@ -58,10 +87,13 @@ def test_lora_adapter_dir(tiny_model, data_dir, tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    lora = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model),
-                          LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))  # B = 0: same function as base
+    lora = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model), LoraConfig(r=4, target_modules=["q_proj", "v_proj"])
+    )  # B = 0: same function as base
     lora.save_pretrained(tmp_path / "adapter")
-    assert json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"] == str(tiny_model)
+    assert json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"] == str(
+        tiny_model
+    )
     ids = ["--question_begin", "20", "--question_end", "24"]
     merged = read_jsonl(run(tmp_path / "adapter", data_dir, tmp_path / "lora", *ids))
     base = read_jsonl(run(tiny_model, data_dir, tmp_path / "base", *ids))
@@ -85,8 +117,10 @@ def test_ctrl_c_keeps_the_batches_answered(tiny_model, data_dir, tmp_path, monke
         return real_answer_batch(*args)
 
     monkeypatch.setattr(generate, "answer_batch", interrupted_in_batch_2)
-    with pytest.raises(KeyboardInterrupt, match="interrupted: 8 of 16 questions answered now .* a rerun of the same "
-                                                "command continues where it stopped"):
+    with pytest.raises(
+        KeyboardInterrupt,
+        match="interrupted: 8 of 16 questions answered now .* a rerun of the same command continues where it stopped",
+    ):
         run(tiny_model, data_dir, tmp_path, "--question_end", "16")
     path = tmp_path / "model_answer" / "tiny.jsonl"
     assert [a["question_id"] for a in read_jsonl(path)] == list(range(81, 89))

@@ -22,16 +22,45 @@ MT_BENCH = Path(__file__).resolve().parents[1]
 
 def write_answers(out_dir, data_dir, models):
     for model in models:
-        append_jsonl(out_dir / "model_answer" / f"{model}.jsonl", [
-            {"question_id": q["question_id"], "answer_id": "x", "model_id": model, "tstamp": 0.0,
-             "choices": [{"index": 0, "turns": [f"{model} answers {q['question_id']}.{t}" for t in (1, 2)]}]}
-            for q in load_questions(data_dir)])
+        append_jsonl(
+            out_dir / "model_answer" / f"{model}.jsonl",
+            [
+                {
+                    "question_id": q["question_id"],
+                    "answer_id": "x",
+                    "model_id": model,
+                    "tstamp": 0.0,
+                    "choices": [{"index": 0, "turns": [f"{model} answers {q['question_id']}.{t}" for t in (1, 2)]}],
+                }
+                for q in load_questions(data_dir)
+            ],
+        )
 
 
 def run_judge(fake, out_dir, data_dir, models, *extra):
-    return judge.main(["--model_list", *models, "--judge_model", "gpt-4", "--api_base", fake.api_base,
-                       "--data_dir", str(data_dir), "--out_dir", str(out_dir), "--parallel", "4",
-                       "--timeout", "0.5", "--backoff", "0.01", "--max_retries", "6", *extra])
+    return judge.main(
+        [
+            "--model_list",
+            *models,
+            "--judge_model",
+            "gpt-4",
+            "--api_base",
+            fake.api_base,
+            "--data_dir",
+            str(data_dir),
+            "--out_dir",
+            str(out_dir),
+            "--parallel",
+            "4",
+            "--timeout",
+            "0.5",
+            "--backoff",
+            "0.01",
+            "--max_retries",
+            "6",
+            *extra,
+        ]
+    )
 
 
 def test_prompts_are_filled_as_fastchat_fills_them(data_dir):
@@ -42,7 +71,8 @@ def test_prompts_are_filled_as_fastchat_fills_them(data_dir):
     assert writing.messages[0] == {"role": "system", "content": "You are a helpful assistant."}
     assert writing.messages[1]["content"].endswith(
         f"[Question]\n{questions[81]['turns'][0]}\n\n[The Start of Assistant's Answer]\nA1\n"
-        "[The End of Assistant's Answer]")
+        "[The End of Assistant's Answer]"
+    )
     math = single_match("m", questions[111], ["A1", "A2"], refs[111], 2, prompts, "gpt-4")
     assert math.record["judge"] == ["gpt-4", "single-math-v1-multi-turn"]
     assert math.messages[0]["content"] == prompts["single-math-v1-multi-turn"]["system_prompt"]
@@ -52,18 +82,26 @@ def test_prompts_are_filled_as_fastchat_fills_them(data_dir):
         f"<|The Start of Reference Answer|>\n\n### User:\n{q1}\n\n### Reference answer:\n{r1}\n\n### User:\n{q2}\n\n"
         f"### Reference answer:\n{r2}\n\n<|The End of Reference Answer|>\n\n\n"
         f"<|The Start of Assistant A's Conversation with User|>\n\n### User:\n{q1}\n\n### Assistant A:\nA1\n\n"
-        f"### User:\n{q2}\n\n### Assistant A:\nA2\n\n<|The End of Assistant A's Conversation with User|>")
+        f"### User:\n{q2}\n\n### Assistant A:\nA2\n\n<|The End of Assistant A's Conversation with User|>"
+    )
 
 
 def test_pairwise_prompts_swap_the_answers(data_dir):
     questions = {q["question_id"]: q for q in load_questions(data_dir)}
     prompts = load_judge_prompts(data_dir)
     game2 = pair_match("m", "base", questions[81], ["M1", "M2"], ["B1", "B2"], None, 1, 2, prompts, "gpt-4")
-    assert game2.record == {"question_id": 81, "model_1": "m", "model_2": "base", "game": 2,
-                            "judge": ["gpt-4", "pair-v2"], "turn": 1}
+    assert game2.record == {
+        "question_id": 81,
+        "model_1": "m",
+        "model_2": "base",
+        "game": 2,
+        "judge": ["gpt-4", "pair-v2"],
+        "turn": 1,
+    }
     assert game2.messages[1]["content"] == (
         f"[User Question]\n{questions[81]['turns'][0]}\n\n[The Start of Assistant A's Answer]\nB1\n"
-        "[The End of Assistant A's Answer]\n\n[The Start of Assistant B's Answer]\nM1\n[The End of Assistant B's Answer]")
+        "[The End of Assistant A's Answer]\n\n[The Start of Assistant B's Answer]\nM1\n[The End of Assistant B's Answer]"
+    )
     assert game2.parse("[[A]]") == {"winner": "model_2"} and game2.parse("[[C]]") == {"winner": "tie"}
     refs = load_reference_answers(data_dir)
     game1 = pair_match("m", "base", questions[111], ["M1", "M2"], ["B1", "B2"], refs[111], 2, 1, prompts, "gpt-4")
@@ -128,8 +166,9 @@ def test_pairwise_baseline_games_recorded_once(tmp_path, data_dir, monkeypatch):
         path = run_judge(fake, tmp_path, data_dir, ["m1"], "--mode", "pairwise-baseline")
     assert path.name == "gpt-4_pair_games.jsonl"
     games = read_jsonl(path)
-    assert Counter((g["question_id"], g["turn"], g["game"]) for g in games) == \
-        {(qid, turn, game): 1 for qid in range(81, 161) for turn in (1, 2) for game in (1, 2)}
+    assert Counter((g["question_id"], g["turn"], g["game"]) for g in games) == {
+        (qid, turn, game): 1 for qid in range(81, 161) for turn in (1, 2) for game in (1, 2)
+    }
     for g in games:  # the verdict about Assistant A/B, mapped back to the models shown in that order
         first = "model_1" if g["game"] == 1 else "model_2"
         second = "model_2" if g["game"] == 1 else "model_1"
@@ -160,9 +199,26 @@ def test_ctrl_c_keeps_the_judgments_already_paid_for(tmp_path, data_dir, monkeyp
 def judge_process(fake, out_dir, data_dir, *extra) -> subprocess.Popen:
     """`python -m mt_bench.judge` as a user starts it."""
     env = {**os.environ, "PYTHONPATH": str(MT_BENCH), "OPENAI_API_KEY": "sk-judge", "BADAM_DEBUG": ""}
-    return subprocess.Popen([sys.executable, "-m", "mt_bench.judge", "--model_list", "m1", "--data_dir", str(data_dir),
-                             "--out_dir", str(out_dir), "--api_base", fake.api_base, *extra],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mt_bench.judge",
+            "--model_list",
+            "m1",
+            "--data_dir",
+            str(data_dir),
+            "--out_dir",
+            str(out_dir),
+            "--api_base",
+            fake.api_base,
+            *extra,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_sigterm_records_the_requests_in_flight_and_a_rerun_completes(tmp_path, data_dir, monkeypatch):
@@ -178,8 +234,9 @@ def test_sigterm_records_the_requests_in_flight_and_a_rerun_completes(tmp_path, 
         _, err = process.communicate(timeout=30)
     assert process.returncode == 128 + signal.SIGTERM, err
     assert "Traceback" not in err and "still waiting for the requests in flight" in err
-    assert err.strip().splitlines()[-1].startswith("interrupted: ") and \
-        err.strip().endswith("a rerun of the same command continues where it stopped")
+    assert err.strip().splitlines()[-1].startswith("interrupted: ") and err.strip().endswith(
+        "a rerun of the same command continues where it stopped"
+    )
     path = tmp_path / "model_judgment" / "gpt-4_single.jsonl"
     first = read_jsonl(path)
     # Every request the server got, those in flight at the signal included, is recorded, once.
@@ -206,7 +263,8 @@ def test_an_endpoint_that_refuses_connections_fails_within_seconds(tmp_path, dat
     assert process.returncode == 2 and "Traceback" not in err
     assert err.strip().splitlines()[-1] == (
         f"error: cannot connect to {fake.api_base}/chat/completions (ConnectError: [Errno 111] Connection refused), "
-        "3 times in a row: check --api_base (API_BASE for the scripts) and that the server is up")
+        "3 times in a row: check --api_base (API_BASE for the scripts) and that the server is up"
+    )
     for n in (1, 2):  # the retries were shown as they happened
         assert f"{fake.api_base}/chat/completions: attempt {n}/9 failed (ConnectError" in err
     assert not (tmp_path / "model_judgment" / "gpt-4_single.jsonl").exists()

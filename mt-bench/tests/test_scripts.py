@@ -16,23 +16,39 @@ SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def test_table2_script(tiny_model, data_dir, tmp_path):
     adapter = tmp_path / "adapter"
-    get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model),
-                   LoraConfig(r=4, target_modules=["q_proj"], init_lora_weights=False)).save_pretrained(adapter)
+    get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model),
+        LoraConfig(r=4, target_modules=["q_proj"], init_lora_weights=False),
+    ).save_pretrained(adapter)
     run = dict(template="default", column="Tiny", paper=None)
     config = tmp_path / "table2.yaml"
-    config.write_text(yaml.safe_dump({"runs": [
-        dict(model_id="tiny-base", path=str(tiny_model), row="Pretrained", **run),
-        dict(model_id="tiny-lora", path=str(adapter), row="LoRA", **run),
-        dict(model_id="tiny-badam", path="llama-alpaca/outputs/not-trained-yet", row="BAdam", **run),
-    ]}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "runs": [
+                    dict(model_id="tiny-base", path=str(tiny_model), row="Pretrained", **run),
+                    dict(model_id="tiny-lora", path=str(adapter), row="LoRA", **run),
+                    dict(model_id="tiny-badam", path="llama-alpaca/outputs/not-trained-yet", row="BAdam", **run),
+                ]
+            }
+        )
+    )
     out = tmp_path / "out"
     with FakeJudge() as judge:
-        env = {**os.environ, "PYTHON": sys.executable, "DATA_DIR": str(data_dir), "OUT_DIR": str(out),
-               "TABLE2_CONFIG": str(config), "API_BASE": judge.api_base, "OPENAI_API_KEY": "sk-test",
-               "GEN_ARGS": "--max_new_tokens 4 --batch_size 16 --device cpu",
-               "OMP_NUM_THREADS": "1"}  # a tiny model: extra threads only spin
-        result = subprocess.run(["bash", os.path.join(SCRIPTS, "table2.sh")], env=env, capture_output=True,
-                                text=True, timeout=300)
+        env = {
+            **os.environ,
+            "PYTHON": sys.executable,
+            "DATA_DIR": str(data_dir),
+            "OUT_DIR": str(out),
+            "TABLE2_CONFIG": str(config),
+            "API_BASE": judge.api_base,
+            "OPENAI_API_KEY": "sk-test",
+            "GEN_ARGS": "--max_new_tokens 4 --batch_size 16 --device cpu",
+            "OMP_NUM_THREADS": "1",
+        }  # a tiny model: extra threads only spin
+        result = subprocess.run(
+            ["bash", os.path.join(SCRIPTS, "table2.sh")], env=env, capture_output=True, text=True, timeout=300
+        )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "skipping tiny-badam: llama-alpaca/outputs/not-trained-yet does not exist" in result.stderr
     assert len(judge.log) == 2 * 160

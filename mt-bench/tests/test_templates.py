@@ -11,24 +11,31 @@ class Tok:  # the two attributes the string templates read from a tokenizer
     bos_token, eos_token = "<s>", "</s>"
 
 
-@pytest.mark.parametrize("name, first, second", [
-    ("default",
-     "Human: What is 2+2?\nAssistant:",
-     "Human: What is 2+2?\nAssistant:4</s>\nHuman: And 3+3?\nAssistant:"),
-    ("alpaca",
-     "Below is an instruction that describes a task. Write a response that appropriately completes the request."
-     "\n\n### Instruction:\nWhat is 2+2?\n\n### Response:\n",
-     "Below is an instruction that describes a task. Write a response that appropriately completes the request."
-     "\n\n### Instruction:\nWhat is 2+2?\n\n### Response:\n4</s>\n\n### Instruction:\nAnd 3+3?\n\n### Response:\n"),
-    ("llama2",
-     "[INST] What is 2+2? [/INST]",
-     "[INST] What is 2+2? [/INST] 4 </s><s>[INST] And 3+3? [/INST]"),
-    ("llama3",
-     "<|start_header_id|>user<|end_header_id|>\n\nWhat is 2+2?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
-     "<|start_header_id|>user<|end_header_id|>\n\nWhat is 2+2?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
-     "4<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nAnd 3+3?<|eot_id|>"
-     "<|start_header_id|>assistant<|end_header_id|>\n\n"),
-])
+@pytest.mark.parametrize(
+    "name, first, second",
+    [
+        (
+            "default",
+            "Human: What is 2+2?\nAssistant:",
+            "Human: What is 2+2?\nAssistant:4</s>\nHuman: And 3+3?\nAssistant:",
+        ),
+        (
+            "alpaca",
+            "Below is an instruction that describes a task. Write a response that appropriately completes the request."
+            "\n\n### Instruction:\nWhat is 2+2?\n\n### Response:\n",
+            "Below is an instruction that describes a task. Write a response that appropriately completes the request."
+            "\n\n### Instruction:\nWhat is 2+2?\n\n### Response:\n4</s>\n\n### Instruction:\nAnd 3+3?\n\n### Response:\n",
+        ),
+        ("llama2", "[INST] What is 2+2? [/INST]", "[INST] What is 2+2? [/INST] 4 </s><s>[INST] And 3+3? [/INST]"),
+        (
+            "llama3",
+            "<|start_header_id|>user<|end_header_id|>\n\nWhat is 2+2?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
+            "<|start_header_id|>user<|end_header_id|>\n\nWhat is 2+2?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+            "4<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nAnd 3+3?<|eot_id|>"
+            "<|start_header_id|>assistant<|end_header_id|>\n\n",
+        ),
+    ],
+)
 def test_string_templates(name, first, second):
     prompter = make_prompter(name, Tok())
     assert prompter.render(Q[:1], []) == first
@@ -37,10 +44,14 @@ def test_string_templates(name, first, second):
 
 
 def test_system_message_goes_into_the_first_turn_only():
-    assert make_prompter("default", Tok(), system="Be brief.").render(Q, A) == \
-        "Be brief.\nHuman: What is 2+2?\nAssistant:4</s>\nHuman: And 3+3?\nAssistant:"
-    assert make_prompter("llama2", Tok(), system="Be brief.").render(Q, A) == \
-        "[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nWhat is 2+2? [/INST] 4 </s><s>[INST] And 3+3? [/INST]"
+    assert (
+        make_prompter("default", Tok(), system="Be brief.").render(Q, A)
+        == "Be brief.\nHuman: What is 2+2?\nAssistant:4</s>\nHuman: And 3+3?\nAssistant:"
+    )
+    assert (
+        make_prompter("llama2", Tok(), system="Be brief.").render(Q, A)
+        == "[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nWhat is 2+2? [/INST] 4 </s><s>[INST] And 3+3? [/INST]"
+    )
 
 
 def test_tokenizer_chat_template(tiny_tokenizer):
@@ -51,8 +62,10 @@ def test_tokenizer_chat_template(tiny_tokenizer):
 
 def test_fschat_template_by_name():
     prompter = make_prompter("fschat:vicuna_v1.1", Tok())
-    system = ("A chat between a curious user and an artificial intelligence assistant. The assistant gives "
-              "helpful, detailed, and polite answers to the user's questions.")
+    system = (
+        "A chat between a curious user and an artificial intelligence assistant. The assistant gives "
+        "helpful, detailed, and polite answers to the user's questions."
+    )
     assert prompter.render(Q, A) == system + " USER: What is 2+2? ASSISTANT: 4</s>USER: And 3+3? ASSISTANT:"
 
 
@@ -65,5 +78,6 @@ def test_unknown_template():
 
 def test_fschat_template_from_the_model_path():
     # FastChat's own choice, as its gen_model_answer.py makes it from --model-path.
-    assert make_prompter("fschat", Tok(), model_path="lmsys/vicuna-7b-v1.5").render(Q, A) == \
-        make_prompter("fschat:vicuna_v1.1", Tok()).render(Q, A)
+    assert make_prompter("fschat", Tok(), model_path="lmsys/vicuna-7b-v1.5").render(Q, A) == make_prompter(
+        "fschat:vicuna_v1.1", Tok()
+    ).render(Q, A)

@@ -40,14 +40,21 @@ def load_results(results_dir: str | Path) -> list[dict]:
     runs = []
     for path in sorted(Path(results_dir).rglob("results.json")):
         run = read_json(path)
-        if not isinstance(run, dict) or not {"task", "optimizer", "test"} <= run.keys() or not isinstance(
-                run["test"], dict):
-            raise ValueError(f"{path}: not a superglue results file (needs task, optimizer and test): delete it or "
-                             "rerun its run with --overwrite")
+        if (
+            not isinstance(run, dict)
+            or not {"task", "optimizer", "test"} <= run.keys()
+            or not isinstance(run["test"], dict)
+        ):
+            raise ValueError(
+                f"{path}: not a superglue results file (needs task, optimizer and test): delete it or "
+                "rerun its run with --overwrite"
+            )
         runs.append({**run, "_path": str(path)})
     if not runs:
-        raise FileNotFoundError(f"no results.json under --results_dir {results_dir}: nothing to tabulate (a run "
-                                "writes one when it finishes)")
+        raise FileNotFoundError(
+            f"no results.json under --results_dir {results_dir}: nothing to tabulate (a run "
+            "writes one when it finishes)"
+        )
     return runs
 
 
@@ -87,8 +94,9 @@ def table(runs: list[dict], config: dict) -> tuple[list[str], list[list], list[l
             chosen = [r for r in runs if r["task"] == task and r["optimizer"] == optimizer]
             for r in chosen:
                 if metric not in r["test"]:
-                    raise ValueError(f"{r['_path']}: no test metric {metric!r} for the {task} column "
-                                     f"(it has {', '.join(r['test'])})")
+                    raise ValueError(
+                        f"{r['_path']}: no test metric {metric!r} for the {task} column (it has {', '.join(r['test'])})"
+                    )
             scores = [r["test"][metric] for r in chosen]
             published = (paper.get(optimizer) or {}).get(task)
             mean = round(statistics.fmean(scores), 6) if scores else None
@@ -114,16 +122,26 @@ def to_csv(header: list[str], rows: list[list]) -> str:
 def write_tables(runs: list[dict], config: dict, out_dir: str | Path) -> str:
     """Write table.md, table.csv and runs.csv; returns the Markdown."""
     header, rows, cells = table(runs, config)
-    markdown = "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-                         + ["| " + " | ".join(row) + " |" for row in cells]) + "\n"
+    markdown = (
+        "\n".join(
+            ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            + ["| " + " | ".join(row) + " |" for row in cells]
+        )
+        + "\n"
+    )
     out_dir = Path(out_dir)
     write_text_atomic(out_dir / "table.md", markdown)
     write_text_atomic(out_dir / "table.csv", to_csv(header, rows))
     metrics = sorted({k for r in runs for k in r["test"]})
-    run_rows = [[r["task"], r["optimizer"], r.get("seed"), r.get("run_name"), r.get("best_step")]
-                + [r["test"].get(k) for k in metrics] for r in runs]
-    write_text_atomic(out_dir / "runs.csv", to_csv(["task", "optimizer", "seed", "run_name", "best_step"]
-                                                   + [f"test_{k}" for k in metrics], run_rows))
+    run_rows = [
+        [r["task"], r["optimizer"], r.get("seed"), r.get("run_name"), r.get("best_step")]
+        + [r["test"].get(k) for k in metrics]
+        for r in runs
+    ]
+    write_text_atomic(
+        out_dir / "runs.csv",
+        to_csv(["task", "optimizer", "seed", "run_name", "best_step"] + [f"test_{k}" for k in metrics], run_rows),
+    )
     return markdown
 
 

@@ -39,8 +39,11 @@ def run_cli(main: Callable[[list[str]], Any], argv: list[str] | None = None) -> 
     except KeyboardInterrupt:
         if debug:
             raise
-        print("interrupted: stopped at once, without a checkpoint; rerunning the same command resumes from the "
-              "newest complete checkpoint", file=sys.stderr)
+        print(
+            "interrupted: stopped at once, without a checkpoint; rerunning the same command resumes from the "
+            "newest complete checkpoint",
+            file=sys.stderr,
+        )
         sys.exit(128 + signal.SIGINT)
     except EXPECTED as e:
         if debug:

@@ -26,8 +26,9 @@ HUB_LABELS = {"rte": RTE_LABELS.__getitem__, "copa": int}
 def task_dir(data_dir: str | Path, task: Task) -> Path:
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise FileNotFoundError(f"--data_dir {data_dir} does not exist (it should hold the SuperGLUE task "
-                                "directories: BoolQ/, COPA/, ...)")
+        raise FileNotFoundError(
+            f"--data_dir {data_dir} does not exist (it should hold the SuperGLUE task directories: BoolQ/, COPA/, ...)"
+        )
     for path in sorted(data_dir.iterdir()):
         if path.is_dir() and path.name.lower() == task.name:
             return path
@@ -40,8 +41,10 @@ def local_file(directory: Path, candidates: str) -> Path:
         if (directory / name.strip()).is_file():
             return directory / name.strip()
     present = ", ".join(sorted(p.name for p in directory.glob("*.jsonl"))) or "no jsonl files"
-    raise FileNotFoundError(f"none of {candidates} in {directory} (it has: {present}); for a FewGLUE-style "
-                            "directory pass e.g. --train_file train.jsonl,train32.jsonl")
+    raise FileNotFoundError(
+        f"none of {candidates} in {directory} (it has: {present}); for a FewGLUE-style "
+        "directory pass e.g. --train_file train.jsonl,train32.jsonl"
+    )
 
 
 def load_examples(
@@ -60,9 +63,11 @@ def load_examples(
     try:
         rows = load_dataset(HUB_DATASET, task.hub_config, split=HUB_SPLITS[split])
     except OSError as e:  # datasets' ConnectionError and DatasetNotFoundError are OSErrors
-        raise FileNotFoundError(f"{source} is not in the local datasets cache and could not be downloaded "
-                                f"({str(e).splitlines()[0]}): pass --data_dir with the SuperGLUE task "
-                                "directories") from None
+        raise FileNotFoundError(
+            f"{source} is not in the local datasets cache and could not be downloaded "
+            f"({str(e).splitlines()[0]}): pass --data_dir with the SuperGLUE task "
+            "directories"
+        ) from None
     return task.examples(from_hub(task, rows, source)), source
 
 
@@ -76,8 +81,9 @@ def from_hub(task: Task, rows: Iterable[dict], source: str) -> list[dict]:
         if task.name == "multirc":
             ids = row["idx"]
             if not records or records[-1]["idx"] != ids["paragraph"]:
-                records.append({"idx": ids["paragraph"], "passage": {"text": row["paragraph"], "questions": []},
-                                "_where": where})
+                records.append(
+                    {"idx": ids["paragraph"], "passage": {"text": row["paragraph"], "questions": []}, "_where": where}
+                )
             questions = records[-1]["passage"]["questions"]
             if not questions or questions[-1]["idx"] != ids["question"]:
                 questions.append({"idx": ids["question"], "question": row["question"], "answers": []})
@@ -85,8 +91,11 @@ def from_hub(task: Task, rows: Iterable[dict], source: str) -> list[dict]:
             questions[-1]["answers"].append(answer if label == -1 else {**answer, "label": label})
             continue
         if task.name == "wsc":
-            row = {"text": row["text"], "idx": row["idx"],
-                   "target": {k: row[k] for k in ("span1_index", "span2_index", "span1_text", "span2_text")}}
+            row = {
+                "text": row["text"],
+                "idx": row["idx"],
+                "target": {k: row[k] for k in ("span1_index", "span2_index", "span1_text", "span2_text")},
+            }
         if label != -1:
             row["label"] = HUB_LABELS.get(task.name, bool)(label)
         records.append({**row, "_where": where})

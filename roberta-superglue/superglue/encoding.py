@@ -57,8 +57,10 @@ class Encoder:
         specials = len(self.prefix) + len(self.suffix) + len(self.middle) * (len(segments) - 1)
         budget = self.max_length - specials
         if budget <= 0:
-            raise ValueError(f"max_length {self.max_length} leaves no room for text after {specials} special tokens; "
-                             "raise --max_seq_length")
+            raise ValueError(
+                f"max_length {self.max_length} leaves no room for text after {specials} special tokens; "
+                "raise --max_seq_length"
+            )
         targets = [(index, self._token_span(pieces[index], start, end)) for index, start, end in spans]
         lengths = [len(p.ids) for p in pieces]
         while sum(lengths) > budget:

@@ -28,8 +28,9 @@ def read_text(path: str | Path, what: str = "file") -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
-        raise ValueError(f"{path}:{line}: not UTF-8 text (at byte {e.start + 1} of the file): save the file as "
-                         "UTF-8") from None
+        raise ValueError(
+            f"{path}:{line}: not UTF-8 text (at byte {e.start + 1} of the file): save the file as UTF-8"
+        ) from None
 
 
 def read_json(path: str | Path, what: str = "file") -> Any:
@@ -60,8 +61,9 @@ def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not UTF-8 text (at byte {e.start + 1} of the line): "
-                                 "save the file as UTF-8") from None
+                raise ValueError(
+                    f"{path}:{lineno}: not UTF-8 text (at byte {e.start + 1} of the line): save the file as UTF-8"
+                ) from None
             if not line.strip():
                 continue
             try:

@@ -38,8 +38,9 @@ def load_pretrained(load: Callable[..., Loaded], name_or_path: str) -> Loaded:
     if not path.exists() and (name_or_path.startswith(("/", ".", "~")) or name_or_path.count("/") > 1):
         raise FileNotFoundError(f"--model_name: model directory {name_or_path} does not exist")
     if path.is_dir() and not (path / "config.json").is_file():
-        raise FileNotFoundError(f"--model_name: {name_or_path} holds no config.json: pass a model directory "
-                                "saved with save_pretrained")
+        raise FileNotFoundError(
+            f"--model_name: {name_or_path} holds no config.json: pass a model directory saved with save_pretrained"
+        )
     for weights in sorted(path.glob("*.safetensors")) if path.is_dir() else []:
         problem = file_problem(weights)  # safetensors' own error for a cut file names neither file nor fix
         if problem is not None:
@@ -52,10 +53,14 @@ def load_pretrained(load: Callable[..., Loaded], name_or_path: str) -> Loaded:
         first_line = str(e).splitlines()[0]
         if path.exists():
             raise OSError(f"--model_name: cannot load {name_or_path} ({first_line})") from None
-        why = ("there is no network" if isinstance(e.__cause__, LocalEntryNotFoundError)
-               else f"the hub does not have it ({first_line})")
-        raise FileNotFoundError(f"--model_name: model {name_or_path!r} was not found locally and {why}: pass a "
-                                "local model directory") from None
+        why = (
+            "there is no network"
+            if isinstance(e.__cause__, LocalEntryNotFoundError)
+            else f"the hub does not have it ({first_line})"
+        )
+        raise FileNotFoundError(
+            f"--model_name: model {name_or_path!r} was not found locally and {why}: pass a local model directory"
+        ) from None
 
 
 class PooledHead(nn.Module):
@@ -107,8 +112,13 @@ class TaskModel(nn.Module):
         pooler = ["encoder.pooler."] if getattr(self.encoder, "pooler", None) is not None else []
         return pooler + ["head."]
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None = None,
-                spans: torch.Tensor | None = None) -> SequenceClassifierOutput:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        spans: torch.Tensor | None = None,
+    ) -> SequenceClassifierOutput:
         choices = input_ids.shape[1] if self.head_kind == "multiple_choice" else None
         if choices:  # [batch, choices, tokens]: every choice is encoded as its own sequence
             input_ids, attention_mask = input_ids.flatten(0, 1), attention_mask.flatten(0, 1)

@@ -48,8 +48,10 @@ def check_optimizer(name: str) -> str:
 def decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Trainable matrices decay, biases and norm weights do not (as the Trainer and badam.hf do)."""
     trainable = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in trainable if p.ndim >= 2], "weight_decay": weight_decay},
-              {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0}]
+    groups = [
+        {"params": [p for p in trainable if p.ndim >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0},
+    ]
     return [g for g in groups if g["params"]]
 
 
@@ -67,8 +69,13 @@ def prepare(name: str, model: TaskModel, args: TrainingArguments, settings) -> t
         from peft import LoraConfig, get_peft_model
 
         keep = ["head"] + (["pooler"] if settings.train_last_layer and last_layer[0] == "encoder.pooler." else [])
-        config = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
-                            target_modules=list(settings.lora_target_modules), modules_to_save=keep)
+        config = LoraConfig(
+            r=settings.lora_r,
+            lora_alpha=settings.lora_alpha,
+            lora_dropout=settings.lora_dropout,
+            target_modules=list(settings.lora_target_modules),
+            modules_to_save=keep,
+        )
         try:
             return get_peft_model(model, config), {}
         except ValueError as e:  # peft's words for targets that match no module
@@ -82,15 +89,23 @@ def prepare(name: str, model: TaskModel, args: TrainingArguments, settings) -> t
         else:
             layers = infer_block_prefixes([n for n, _ in model.named_parameters()])
             placement = {"block_prefix_list": layers + [last_layer]}
-        return model, badam_trainer_kwargs(model, args, switch_block_every=settings.switch_every,
-                                           switch_mode=settings.switch_mode, **placement)
+        return model, badam_trainer_kwargs(
+            model, args, switch_block_every=settings.switch_every, switch_mode=settings.switch_mode, **placement
+        )
     from badam.ratio import BlockOptimizerRatio
 
     optimizer = BlockOptimizerRatio(
-        decay_groups(model, args.weight_decay), list(model.named_parameters()),
-        switch_every=settings.switch_every, update_ratio=settings.update_ratio, mask_mode=settings.mask_mode,
-        lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon,
-        weight_decay=args.weight_decay, include_embedding=False,
+        decay_groups(model, args.weight_decay),
+        list(model.named_parameters()),
+        switch_every=settings.switch_every,
+        update_ratio=settings.update_ratio,
+        mask_mode=settings.mask_mode,
+        lr=args.learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2),
+        eps=args.adam_epsilon,
+        weight_decay=args.weight_decay,
+        include_embedding=False,
         param_update_ratios={prefix: 1.0 for prefix in last_layer} if settings.train_last_layer else None,
-        seed=args.seed)
+        seed=args.seed,
+    )
     return model, {"optimizers": (optimizer, None)}

@@ -28,16 +28,27 @@ from superglue.files import read_json, write_json_atomic
 from superglue.optim import OPTIMIZER_SETTINGS
 
 IDENTITY_FILE = "run_identity.json"
-FREE_SETTINGS = ("config", "data_dir", "train_file", "output_root", "run_name", "eval_batch_size", "save_steps",
-                 "logging_steps", "wandb_project", "overwrite")
+FREE_SETTINGS = (
+    "config",
+    "data_dir",
+    "train_file",
+    "output_root",
+    "run_name",
+    "eval_batch_size",
+    "save_steps",
+    "logging_steps",
+    "wandb_project",
+    "overwrite",
+)
 START_AFRESH = "use another --run_name, or pass --overwrite to delete it and start afresh"
 
 
 def run_directory(output_root: str, run_name: str) -> Path:
     # A plain folder name, so that the run (and what --overwrite deletes) stays inside output_root.
     if run_name in ("", ".", "..") or Path(run_name).name != run_name:
-        raise ValueError(f"--run_name {run_name!r}: expected a folder name (no '/'); the run goes to "
-                         "<output_root>/<run_name>")
+        raise ValueError(
+            f"--run_name {run_name!r}: expected a folder name (no '/'); the run goes to <output_root>/<run_name>"
+        )
     return Path(output_root) / run_name
 
 
@@ -57,8 +68,11 @@ def run_identity(args: Any, parts: dict[str, list[dict]], sources: dict[str, str
 
 
 def differences(saved: dict[str, Any], identity: dict[str, Any]) -> list[str]:
-    found = [f"{key}: {saved['settings'].get(key)!r} in the run, {value!r} now"
-             for key, value in identity["settings"].items() if saved["settings"].get(key) != value]
+    found = [
+        f"{key}: {saved['settings'].get(key)!r} in the run, {value!r} now"
+        for key, value in identity["settings"].items()
+        if saved["settings"].get(key) != value
+    ]
     for part, now in identity["data"].items():
         then = saved["data"].get(part, {})
         if (then.get("examples"), then.get("sha256")) != (now["examples"], now["sha256"]):
@@ -92,9 +106,11 @@ def claim(run_dir: Path, identity: dict[str, Any], overwrite: bool) -> None:
     # Hidden files are temporaries a kill can leave behind; anything else is some run's work.
     held = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith(".")) if run_dir.is_dir() else []
     if held:
-        raise ValueError(f"{run_dir} holds files ({', '.join(held[:4])}{', ...' if len(held) > 4 else ''}) but no "
-                         f"{IDENTITY_FILE}, so its settings cannot be checked (an older superglue.train, or "
-                         f"another program, wrote it): {START_AFRESH}")
+        raise ValueError(
+            f"{run_dir} holds files ({', '.join(held[:4])}{', ...' if len(held) > 4 else ''}) but no "
+            f"{IDENTITY_FILE}, so its settings cannot be checked (an older superglue.train, or "
+            f"another program, wrote it): {START_AFRESH}"
+        )
 
 
 def record(run_dir: Path, identity: dict[str, Any]) -> None:
@@ -105,12 +121,12 @@ def record(run_dir: Path, identity: dict[str, Any]) -> None:
 def check_checkpoint(checkpoint: Path, identity: dict[str, Any]) -> None:
     """Refuse a checkpoint written by another run (one copied in, or from an older version)."""
     if not (checkpoint / IDENTITY_FILE).is_file():
-        raise ValueError(f"{checkpoint} has no {IDENTITY_FILE}, so it cannot be checked to belong to this run: "
-                         f"{START_AFRESH}")
+        raise ValueError(
+            f"{checkpoint} has no {IDENTITY_FILE}, so it cannot be checked to belong to this run: {START_AFRESH}"
+        )
     found = differences(read_identity(checkpoint), identity)
     if found:
-        raise ValueError(f"{checkpoint} was written by a run with other settings ({'; '.join(found)}): "
-                         f"{START_AFRESH}")
+        raise ValueError(f"{checkpoint} was written by a run with other settings ({'; '.join(found)}): {START_AFRESH}")
 
 
 def resume_point(run_dir: Path) -> Path | None:

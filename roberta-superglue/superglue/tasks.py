@@ -136,19 +136,65 @@ class Task:
     examples: Callable[[list[dict]], list[dict]] = list  # the file's records -> the task's examples
 
 
-TASKS = {t.name: t for t in [
-    Task("boolq", "BoolQ", "boolq", "pair classification (question, passage)", "classification", 1270,
-         "accuracy", encode_boolq),
-    Task("copa", "COPA", "copa", "multiple choice between 2 choices", "multiple_choice", 30, "accuracy", encode_copa),
-    Task("multirc", "MultiRC", "multirc", "binary classification of each answer option, grouped by question",
-         "classification", 453, "(F1a + EM) / 2", encode_multirc, multirc_questions),
-    Task("rte", "RTE", "rte", "pair classification (premise, hypothesis)", "classification", 128, "accuracy",
-         encode_rte),
-    Task("wic", "WiC", "wic", "span comparison of the word in its two sentences", "span_comparison", 238,
-         "accuracy", encode_wic),
-    Task("wsc", "WSC", "wsc.fixed", "span comparison of an entity and a pronoun", "span_comparison", 44,
-         "accuracy", encode_wsc),
-]}
+TASKS = {
+    t.name: t
+    for t in [
+        Task(
+            "boolq",
+            "BoolQ",
+            "boolq",
+            "pair classification (question, passage)",
+            "classification",
+            1270,
+            "accuracy",
+            encode_boolq,
+        ),
+        Task(
+            "copa", "COPA", "copa", "multiple choice between 2 choices", "multiple_choice", 30, "accuracy", encode_copa
+        ),
+        Task(
+            "multirc",
+            "MultiRC",
+            "multirc",
+            "binary classification of each answer option, grouped by question",
+            "classification",
+            453,
+            "(F1a + EM) / 2",
+            encode_multirc,
+            multirc_questions,
+        ),
+        Task(
+            "rte",
+            "RTE",
+            "rte",
+            "pair classification (premise, hypothesis)",
+            "classification",
+            128,
+            "accuracy",
+            encode_rte,
+        ),
+        Task(
+            "wic",
+            "WiC",
+            "wic",
+            "span comparison of the word in its two sentences",
+            "span_comparison",
+            238,
+            "accuracy",
+            encode_wic,
+        ),
+        Task(
+            "wsc",
+            "WSC",
+            "wsc.fixed",
+            "span comparison of an entity and a pronoun",
+            "span_comparison",
+            44,
+            "accuracy",
+            encode_wsc,
+        ),
+    ]
+}
 
 
 def get_task(name: str) -> Task:
@@ -162,8 +208,10 @@ def get_task(name: str) -> Task:
 def split_validation(task: Task, examples: list) -> tuple[list, list]:
     """The paper's protocol: (the first N validation examples, the rest) = (selection, test)."""
     if len(examples) <= task.selection_size:
-        raise ValueError(f"{task.name}: the validation set has {len(examples)} examples, the protocol needs "
-                         f"more than the {task.selection_size} it uses for model selection")
+        raise ValueError(
+            f"{task.name}: the validation set has {len(examples)} examples, the protocol needs "
+            f"more than the {task.selection_size} it uses for model selection"
+        )
     return examples[: task.selection_size], examples[task.selection_size :]
 
 

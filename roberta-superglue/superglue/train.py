@@ -60,7 +60,9 @@ class RunArgs:
     config: str | None = field(default=None, metadata={"help": "YAML defaults (configs/paper.yaml); flags override"})
     model_name: str = field(default="FacebookAI/roberta-large", metadata={"help": "encoder: hub name or local dir"})
     data_dir: str | None = field(default=None, metadata={"help": "dir of <Task>/train.jsonl, val.jsonl; none: the hub"})
-    train_file: str = field(default="train.jsonl", metadata={"help": "training file in the task dir (a, b: the first found)"})
+    train_file: str = field(
+        default="train.jsonl", metadata={"help": "training file in the task dir (a, b: the first found)"}
+    )
     output_root: str = field(default=str(OUTPUT_ROOT), metadata={"help": "runs go to <output_root>/<run_name>/"})
     run_name: str | None = field(default=None, metadata={"help": "a folder name (<task>-<optimizer>-seed<seed>)"})
     overwrite: bool = field(default=False, metadata={"help": "delete <output_root>/<run_name>/ first and start afresh"})
@@ -73,7 +75,9 @@ class RunArgs:
     eval_batch_size: int = field(default=64, metadata={"help": "evaluation batch size"})
     num_train_epochs: float = field(default=32, metadata={"help": "passes over the training set"})
     max_steps: int = field(default=-1, metadata={"help": "if > 0, train this many steps instead of epochs"})
-    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (not on biases/norms; jiant's 0.01)"})
+    weight_decay: float = field(
+        default=0.01, metadata={"help": "AdamW weight decay (not on biases/norms; jiant's 0.01)"}
+    )
     adam_beta1: float = field(default=0.9, metadata={"help": "Adam beta1"})
     adam_beta2: float = field(default=0.999, metadata={"help": "Adam beta2"})
     adam_epsilon: float = field(default=1e-8, metadata={"help": "Adam epsilon"})
@@ -81,18 +85,28 @@ class RunArgs:
     eval_steps: int = field(default=100, metadata={"help": "evaluate on the selection split every this many steps"})
     save_steps: int = field(default=500, metadata={"help": "full checkpoint (for resuming) every this many steps"})
     logging_steps: int = field(default=10, metadata={"help": "log the training loss every this many steps"})
-    train_last_layer: bool = field(default=True, metadata={"help": "keep the fresh pooler and head trainable throughout"})
+    train_last_layer: bool = field(
+        default=True, metadata={"help": "keep the fresh pooler and head trainable throughout"}
+    )
     switch_every: int = field(default=100, metadata={"help": "K: steps before block/sparse switch what trains"})
-    switch_mode: str = field(default="ascending", metadata={"help": "block order: ascending, descending, random, fixed"})
+    switch_mode: str = field(
+        default="ascending", metadata={"help": "block order: ascending, descending, random, fixed"}
+    )
     lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha"})
     lora_dropout: float = field(default=0.1, metadata={"help": "LoRA dropout"})
-    lora_target_modules: list[str] = field(default_factory=lambda: ["query", "value"], metadata={"help": "LoRA targets"})
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: ["query", "value"], metadata={"help": "LoRA targets"}
+    )
     update_ratio: float = field(default=0.1, metadata={"help": "sparse: share of each tensor that trains"})
     mask_mode: str = field(default="adjacent", metadata={"help": "sparse: adjacent or scatter"})
     bf16: bool = field(default=False, metadata={"help": "bf16 autocast (GPU)"})
-    max_train_examples: int | None = field(default=None, metadata={"help": "smoke runs: use the first n training examples"})
-    max_eval_examples: int | None = field(default=None, metadata={"help": "smoke runs: first n of each validation part"})
+    max_train_examples: int | None = field(
+        default=None, metadata={"help": "smoke runs: use the first n training examples"}
+    )
+    max_eval_examples: int | None = field(
+        default=None, metadata={"help": "smoke runs: first n of each validation part"}
+    )
     wandb_project: str | None = field(default=None, metadata={"help": "log to this W&B project (needs wandb)"})
 
 
@@ -185,16 +199,29 @@ def evaluate(trainer: Trainer, task: Task, dataset: Encoded) -> dict[str, float]
 
 def training_arguments(args: RunArgs, run_dir: Path, run_name: str) -> TrainingArguments:
     return TrainingArguments(
-        output_dir=str(run_dir), run_name=run_name, seed=args.seed,
-        per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=args.eval_batch_size,
-        learning_rate=args.learning_rate, lr_scheduler_type=args.lr_scheduler_type, warmup_steps=args.warmup_ratio,
-        num_train_epochs=args.num_train_epochs, max_steps=args.max_steps,
-        weight_decay=args.weight_decay, adam_beta1=args.adam_beta1, adam_beta2=args.adam_beta2,
+        output_dir=str(run_dir),
+        run_name=run_name,
+        seed=args.seed,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=args.eval_batch_size,
+        learning_rate=args.learning_rate,
+        lr_scheduler_type=args.lr_scheduler_type,
+        warmup_steps=args.warmup_ratio,
+        num_train_epochs=args.num_train_epochs,
+        max_steps=args.max_steps,
+        weight_decay=args.weight_decay,
+        adam_beta1=args.adam_beta1,
+        adam_beta2=args.adam_beta2,
         adam_epsilon=args.adam_epsilon,
         # The ratio optimizer's hooks consume the gradients in backward; it clips them itself.
         max_grad_norm=args.max_grad_norm,
-        eval_strategy="steps", eval_steps=args.eval_steps, save_strategy="steps", save_steps=args.save_steps,
-        save_total_limit=1, logging_steps=args.logging_steps, bf16=args.bf16,
+        eval_strategy="steps",
+        eval_steps=args.eval_steps,
+        save_strategy="steps",
+        save_steps=args.save_steps,
+        save_total_limit=1,
+        logging_steps=args.logging_steps,
+        bf16=args.bf16,
         report_to=["wandb"] if args.wandb_project else "none",
         label_names=["labels"],  # a PEFT wrapper's forward(**kwargs) hides them from the Trainer
         remove_unused_columns=False,
@@ -225,8 +252,11 @@ def main(argv: list[str] | None = None) -> dict:
     train_examples, train_source = load_examples(task, "train", args.data_dir, args.train_file)
     val_examples, val_source = load_examples(task, "val", args.data_dir)
     selection, test = split_validation(task, val_examples)
-    parts = {"train": train_examples[: args.max_train_examples], "selection": selection[: args.max_eval_examples],
-             "test": test[: args.max_eval_examples]}
+    parts = {
+        "train": train_examples[: args.max_train_examples],
+        "selection": selection[: args.max_eval_examples],
+        "test": test[: args.max_eval_examples],
+    }
     identity = run_identity(args, parts, {"train": train_source, "selection": val_source, "test": val_source})
     claim(run_dir, identity, args.overwrite)  # refuses a directory that another run's settings wrote
     if (run_dir / "results.json").is_file():
@@ -248,11 +278,15 @@ def main(argv: list[str] | None = None) -> dict:
     best = BestModel(run_dir / "best")
     selection_data = data["selection"]
     trainer = SuperGLUETrainer(
-        model=model, args=training_args, train_dataset=data["train"], eval_dataset=selection_data,
+        model=model,
+        args=training_args,
+        train_dataset=data["train"],
+        eval_dataset=selection_data,
         data_collator=Collator(tokenizer.pad_token_id),
         compute_metrics=lambda p: task_metrics(task.name, p.predictions, p.label_ids, selection_data.groups),
         callbacks=extra.get("callbacks", []) + [EvaluateAtEnd(), best, RunIdentity(identity)],
-        optimizers=extra.get("optimizers", (None, None)), resume_hint=RESUME_HINT,
+        optimizers=extra.get("optimizers", (None, None)),
+        resume_hint=RESUME_HINT,
     )
     state = read_json(resume / "trainer_state.json") if resume else {}
     if state and state["global_step"] >= state["max_steps"]:
@@ -269,10 +303,17 @@ def main(argv: list[str] | None = None) -> dict:
     trainer.compute_metrics = None  # it knows the selection part's groups only; evaluate() does each part
     test_metrics = evaluate(trainer, task, data["test"])
     results = {
-        "task": task.name, "optimizer": args.optimizer, "model_name": args.model_name, "seed": args.seed,
-        "run_name": run_name, "metric": task.metric, "score": test_metrics["score"],
-        "selection": evaluate(trainer, task, data["selection"]), "test": test_metrics,
-        "best_step": chosen["step"], "global_step": global_step,
+        "task": task.name,
+        "optimizer": args.optimizer,
+        "model_name": args.model_name,
+        "seed": args.seed,
+        "run_name": run_name,
+        "metric": task.metric,
+        "score": test_metrics["score"],
+        "selection": evaluate(trainer, task, data["selection"]),
+        "test": test_metrics,
+        "best_step": chosen["step"],
+        "global_step": global_step,
         "examples": {part: len(examples) for part, examples in parts.items()},
         "inputs": {part: len(dataset) for part, dataset in data.items()},
         "sources": {"train": train_source, "val": val_source},
@@ -280,8 +321,10 @@ def main(argv: list[str] | None = None) -> dict:
         "config": asdict(args),
     }
     write_json_atomic(run_dir / "results.json", results)
-    print(f"[superglue] {run_name}: test {task.metric} {results['score']:.4f} "
-          f"(selection {results['selection']['score']:.4f}, best step {chosen['step']}) -> {run_dir}/results.json")
+    print(
+        f"[superglue] {run_name}: test {task.metric} {results['score']:.4f} "
+        f"(selection {results['selection']['score']:.4f}, best step {chosen['step']}) -> {run_dir}/results.json"
+    )
     if args.wandb_project:
         report_to_wandb(results)
     return results

@@ -23,8 +23,10 @@ TASK_DIRS = ("BoolQ", "COPA", "MultiRC", "RTE", "WiC", "WSC")
 def data_dir() -> Path:
     missing = [t for t in TASK_DIRS if not (DATA_DIR / t / "val.jsonl").is_file()]
     if missing:
-        pytest.skip(f"SuperGLUE data not found at {DATA_DIR} (the repository's ../shared/data/superglue; "
-                    f"missing {', '.join(missing)})")
+        pytest.skip(
+            f"SuperGLUE data not found at {DATA_DIR} (the repository's ../shared/data/superglue; "
+            f"missing {', '.join(missing)})"
+        )
     return DATA_DIR
 
 
@@ -49,12 +51,23 @@ def tiny_tokenizer():
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # RoBERTa's ids 0..4
-    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=600, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     tok.train_from_iterator(task_texts(), trainer)
-    tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0), trim_offsets=True, add_prefix_space=False)
-    return RobertaTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", sep_token="</s>",
-                                cls_token="<s>", pad_token="<pad>", unk_token="<unk>", mask_token="<mask>")
+    tok.post_processor = processors.RobertaProcessing(
+        ("</s>", 2), ("<s>", 0), trim_offsets=True, add_prefix_space=False
+    )
+    return RobertaTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        mask_token="<mask>",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -63,9 +76,17 @@ def tiny_model(tmp_path_factory, tiny_tokenizer) -> Path:
     import torch
     from transformers import RobertaConfig, RobertaModel
 
-    config = RobertaConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                           intermediate_size=64, max_position_embeddings=514, pad_token_id=1, bos_token_id=0,
-                           eos_token_id=2)
+    config = RobertaConfig(
+        vocab_size=len(tiny_tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=514,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+    )
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("tiny-roberta")
     RobertaModel(config).save_pretrained(path)

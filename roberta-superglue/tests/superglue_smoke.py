@@ -12,14 +12,47 @@ import torch
 from safetensors.torch import load_file
 
 
-def smoke_argv(output_root, model, data_dir, task: str, optimizer: str, *extra: str,
-               name: str | None = None) -> list[str]:
+def smoke_argv(
+    output_root, model, data_dir, task: str, optimizer: str, *extra: str, name: str | None = None
+) -> list[str]:
     """superglue.train flags: 2 steps of batch 4 on 16 training examples, 8 of each validation part."""
-    argv = ["--task", task, "--optimizer", optimizer, "--model_name", str(model), "--data_dir", str(data_dir),
-            "--train_file", "train.jsonl,train32.jsonl", "--output_root", str(output_root), "--max_steps", "2",
-            "--batch_size", "4", "--eval_batch_size", "16", "--max_train_examples", "16", "--max_eval_examples", "8",
-            "--learning_rate", "1e-3", "--warmup_ratio", "0", "--switch_every", "2", "--eval_steps", "100",
-            "--save_steps", "100", "--logging_steps", "1", *extra]
+    argv = [
+        "--task",
+        task,
+        "--optimizer",
+        optimizer,
+        "--model_name",
+        str(model),
+        "--data_dir",
+        str(data_dir),
+        "--train_file",
+        "train.jsonl,train32.jsonl",
+        "--output_root",
+        str(output_root),
+        "--max_steps",
+        "2",
+        "--batch_size",
+        "4",
+        "--eval_batch_size",
+        "16",
+        "--max_train_examples",
+        "16",
+        "--max_eval_examples",
+        "8",
+        "--learning_rate",
+        "1e-3",
+        "--warmup_ratio",
+        "0",
+        "--switch_every",
+        "2",
+        "--eval_steps",
+        "100",
+        "--save_steps",
+        "100",
+        "--logging_steps",
+        "1",
+        *extra,
+    ]
     return argv + (["--run_name", name] if name else [])
 
 

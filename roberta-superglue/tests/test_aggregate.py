@@ -10,8 +10,14 @@ from superglue.aggregate import CONFIG, main
 
 def write_run(root: Path, name: str, task: str, optimizer: str, test: dict, seed: int = 0) -> None:
     (root / name).mkdir(parents=True)
-    run = {"task": task, "optimizer": optimizer, "seed": seed, "run_name": Path(name).name, "best_step": 10,
-           "test": test}
+    run = {
+        "task": task,
+        "optimizer": optimizer,
+        "seed": seed,
+        "run_name": Path(name).name,
+        "best_step": 10,
+        "test": test,
+    }
     (root / name / "results.json").write_text(json.dumps(run))
 
 
@@ -22,8 +28,10 @@ def test_table_averages_seeds_and_sits_next_to_the_paper(tmp_path):
     write_run(tmp_path, "wsc-sparse-seed0", "wsc", "sparse", {"accuracy": 0.625, "score": 0.625})
     markdown = main(["--results_dir", str(tmp_path)])
     lines = markdown.splitlines()
-    assert lines[0] == ("| Method | BoolQ | BoolQ (paper) | COPA | COPA (paper) | WSC | WSC (paper) | RTE | RTE (paper) "
-                        "| MultiRC | MultiRC (paper) | WiC | WiC (paper) |")
+    assert lines[0] == (
+        "| Method | BoolQ | BoolQ (paper) | COPA | COPA (paper) | WSC | WSC (paper) | RTE | RTE (paper) "
+        "| MultiRC | MultiRC (paper) | WiC | WiC (paper) |"
+    )
     assert lines[2] == "| Adam | - | 0.86 | - | 0.59 | - | 0.68 | 0.850 ± 0.071 (n=2) | 0.87 | - | 0.76 | - | 0.70 |"
     assert lines[3] == "| LoRA | - | 0.81 | - | 0.56 | - | 0.62 | - | 0.79 | - | 0.69 | - | 0.59 |"
     assert lines[4] == "| BAdam | - | 0.85 | - | 0.69 | - | 0.65 | - | 0.76 | 0.500 | 0.77 | - | 0.64 |"
@@ -42,7 +50,8 @@ def test_multirc_column_can_show_f1a(tmp_path):
     config.write_text(CONFIG.read_text().replace("multirc: score", "multirc: f1a"))
     out = tmp_path / "tables"
     assert "| Adam | - | 0.86 | - | 0.59 | - | 0.68 | - | 0.87 | 0.700 | 0.76 |" in main(
-        ["--results_dir", str(tmp_path), "--config", str(config), "--out_dir", str(out)])
+        ["--results_dir", str(tmp_path), "--config", str(config), "--out_dir", str(out)]
+    )
     assert (out / "table.csv").is_file()
     write_run(tmp_path, "rte-adam-seed0", "rte", "adam", {"accuracy": 0.8, "score": 0.8})
     config.write_text(CONFIG.read_text().replace("rte: score", "rte: f1a"))

@@ -35,6 +35,7 @@ def cli_error(monkeypatch, capsys, main, argv: list[str]) -> str:
 @pytest.fixture
 def train_error(monkeypatch, capsys, tmp_path, tiny_model, data_dir):
     """The error line of superglue.train on smoke flags, with `changes` {flag: value} applied and `extra` added."""
+
     def error(*extra, **changes):
         argv = smoke_argv(tmp_path / "out", tiny_model, data_dir, "rte", "adam", *extra)
         for flag, value in changes.items():
@@ -50,8 +51,9 @@ def test_unknown_names_and_flags(train_error):
     assert "error: unknown argument(s) --epochs 3 (--help lists the flags)" in train_error("--epochs", "3")
     assert "--run_name 'a/b': expected a folder name" in train_error("--run_name", "a/b")
     assert "--max_eval_examples 0: expected at least 1" in train_error(max_eval_examples=0)
-    assert "--lora_target_modules nothing: No modules were targeted" in \
-        train_error("--lora_target_modules", "nothing", optimizer="lora")
+    assert "--lora_target_modules nothing: No modules were targeted" in train_error(
+        "--lora_target_modules", "nothing", optimizer="lora"
+    )
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="--bf16 is valid with a GPU")
@@ -67,9 +69,13 @@ def test_data_errors_name_the_directory_file_and_line(train_error, tmp_path):
     assert f"none of train.jsonl,train32.jsonl in {data / 'RTE'} (it has: no jsonl files)" in train_error(data_dir=data)
     (data / "RTE" / "train.jsonl").write_text(RTE_RECORD + "\n\n" + '{"premise": "a", "hypo\n')
     assert f"{data / 'RTE' / 'train.jsonl'}:3: not valid JSON" in train_error(data_dir=data)
-    (data / "RTE" / "train.jsonl").write_bytes((RTE_RECORD + "\n").encode() + '{"premise": "caf\xe9"}\n'.encode("latin-1"))
-    assert f"{data / 'RTE' / 'train.jsonl'}:2: not UTF-8 text (at byte 17 of the line): save the file as UTF-8" in \
-        train_error(data_dir=data)
+    (data / "RTE" / "train.jsonl").write_bytes(
+        (RTE_RECORD + "\n").encode() + '{"premise": "caf\xe9"}\n'.encode("latin-1")
+    )
+    assert (
+        f"{data / 'RTE' / 'train.jsonl'}:2: not UTF-8 text (at byte 17 of the line): save the file as UTF-8"
+        in train_error(data_dir=data)
+    )
     (data / "RTE" / "train.jsonl").write_text(RTE_RECORD + "\n")
     (data / "RTE" / "val.jsonl").write_text(json.dumps({"premise": "a", "hypothesis": "b", "idx": 0}) + "\n")
     assert "the validation set has 1 examples, the protocol needs more than the 128" in train_error(data_dir=data)
@@ -81,24 +87,31 @@ def test_config_errors_name_the_file_and_line(train_error, tmp_path):
     config = tmp_path / "bad.yaml"
     assert f"config {config} does not exist" in train_error("--config", str(config))
     config.write_text("learning_rate: 1.0e-5\nbatch_size: [16\n")
-    assert f"error: {config}:3: not valid YAML (expected ',' or ']', but got '<stream end>')" in \
-        train_error("--config", str(config))
+    assert f"error: {config}:3: not valid YAML (expected ',' or ']', but got '<stream end>')" in train_error(
+        "--config", str(config)
+    )
     config.write_text("learning_rate: 1.0e-5\nlearnin_rate: 2\n")
-    assert f"error: {config}:2: unknown setting 'learnin_rate' (known: adam_beta1," in train_error("--config", str(config))
+    assert f"error: {config}:2: unknown setting 'learnin_rate' (known: adam_beta1," in train_error(
+        "--config", str(config)
+    )
     config.write_text("lora_target_modules: query\n")
     assert f"error: {config}:1: expected a list, got 'query'" in train_error("--config", str(config))
     config.write_text("task: rte\n")
     assert f"error: {config}:1: 'task' is set on the command line only (--task)" in train_error("--config", str(config))
     config.write_text("tasks:\n  rte: 3\n")
-    assert f"error: {config}:1: tasks.rte: expected a mapping of settings, got 3" in train_error("--config", str(config))
+    assert f"error: {config}:1: tasks.rte: expected a mapping of settings, got 3" in train_error(
+        "--config", str(config)
+    )
     config.write_bytes("# caf\xe9\nseed: 1\n".encode("latin-1"))
     assert f"error: {config}:1: not UTF-8 text" in train_error("--config", str(config))
 
 
 def test_model_errors_say_what_to_pass(train_error, tmp_path, tiny_model, monkeypatch):
     assert "--model_name: model directory /no/such/model does not exist" in train_error(model_name="/no/such/model")
-    assert f"--model_name: {tmp_path} holds no config.json: pass a model directory saved with save_pretrained" in \
-        train_error(model_name=tmp_path)
+    assert (
+        f"--model_name: {tmp_path} holds no config.json: pass a model directory saved with save_pretrained"
+        in train_error(model_name=tmp_path)
+    )
     cut = tmp_path / "cut-model"
     shutil.copytree(tiny_model, cut)
     weights = (cut / "model.safetensors").read_bytes()
@@ -107,8 +120,10 @@ def test_model_errors_say_what_to_pass(train_error, tmp_path, tiny_model, monkey
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # as without network, minus the retries
-    assert ("--model_name: model 'someone/no-such-model' was not found locally and there is no network: pass a local "
-            "model directory") in train_error(model_name="someone/no-such-model")
+    assert (
+        "--model_name: model 'someone/no-such-model' was not found locally and there is no network: pass a local "
+        "model directory"
+    ) in train_error(model_name="someone/no-such-model")
 
 
 def test_hub_data_without_network_says_to_pass_data_dir(monkeypatch, capsys, tmp_path):
@@ -117,8 +132,9 @@ def test_hub_data_without_network_says_to_pass_data_dir(monkeypatch, capsys, tmp
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-    line = cli_error(monkeypatch, capsys, train.main, ["--task", "rte", "--optimizer", "adam", "--output_root",
-                                                       str(tmp_path)])
+    line = cli_error(
+        monkeypatch, capsys, train.main, ["--task", "rte", "--optimizer", "adam", "--output_root", str(tmp_path)]
+    )
     assert "aps/super_glue/rte:train is not in the local datasets cache and could not be downloaded" in line
     assert "pass --data_dir with the SuperGLUE task directories" in line
 
@@ -128,7 +144,9 @@ def test_aggregate_errors_name_the_directory_and_file(monkeypatch, capsys, tmp_p
         return cli_error(monkeypatch, capsys, aggregate.main, list(argv))
 
     assert f"--results_dir {tmp_path / 'none'} does not exist" in error("--results_dir", str(tmp_path / "none"))
-    assert f"no results.json under --results_dir {tmp_path}: nothing to tabulate" in error("--results_dir", str(tmp_path))
+    assert f"no results.json under --results_dir {tmp_path}: nothing to tabulate" in error(
+        "--results_dir", str(tmp_path)
+    )
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "results.json").write_text('{"task": "rte",\n "optimizer": ')
     assert f"error: {tmp_path / 'x' / 'results.json'}:2: not valid JSON" in error("--results_dir", str(tmp_path))
@@ -137,7 +155,9 @@ def test_aggregate_errors_name_the_directory_and_file(monkeypatch, capsys, tmp_p
     config.write_text("methods: {adam: Adam}\ncolumns: {rte: score\n")
     assert f"error: {config}:3: not valid YAML" in error("--results_dir", str(tmp_path), "--config", str(config))
     config.write_text("methods: {adam: Adam}\ncolumns: {cb: score}\n")
-    assert f"error: {config}: columns: unknown task 'cb'" in error("--results_dir", str(tmp_path), "--config", str(config))
+    assert f"error: {config}: columns: unknown task 'cb'" in error(
+        "--results_dir", str(tmp_path), "--config", str(config)
+    )
 
 
 def test_debug_shows_the_traceback(monkeypatch, capsys):

@@ -9,8 +9,14 @@ from superglue.files import read_jsonl, write_json_atomic
 from superglue.tasks import TASKS, get_task
 
 # Examples in the shared files: records per line, except MultiRC (questions; 83 passages in val).
-REAL_SIZES = {"boolq": (32, 3270), "copa": (400, 100), "multirc": (None, 953), "rte": (2490, 277),
-              "wic": (5428, 638), "wsc": (554, 104)}
+REAL_SIZES = {
+    "boolq": (32, 3270),
+    "copa": (400, 100),
+    "multirc": (None, 953),
+    "rte": (2490, 277),
+    "wic": (5428, 638),
+    "wsc": (554, 104),
+}
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
@@ -70,26 +76,66 @@ def test_atomic_write_leaves_no_temporary(tmp_path):
 
 def test_hub_rows_become_official_records():
     # The hub's aps/super_glue rows: class ids for labels (-1 in test), MultiRC one row per answer.
-    rte = from_hub(get_task("rte"), [{"premise": "p", "hypothesis": "h", "idx": 0, "label": 1},
-                                     {"premise": "p", "hypothesis": "h", "idx": 1, "label": -1}], "hub")
+    rte = from_hub(
+        get_task("rte"),
+        [
+            {"premise": "p", "hypothesis": "h", "idx": 0, "label": 1},
+            {"premise": "p", "hypothesis": "h", "idx": 1, "label": -1},
+        ],
+        "hub",
+    )
     assert rte[0]["label"] == "not_entailment" and "label" not in rte[1]
     assert rte[1]["_where"] == "hub row 1"
     boolq = from_hub(get_task("boolq"), [{"question": "q", "passage": "p", "idx": 0, "label": 1}], "hub")
     assert boolq[0]["label"] is True
-    copa = from_hub(get_task("copa"), [{"premise": "p", "choice1": "a", "choice2": "b", "question": "cause",
-                                        "idx": 0, "label": 1}], "hub")
+    copa = from_hub(
+        get_task("copa"),
+        [{"premise": "p", "choice1": "a", "choice2": "b", "question": "cause", "idx": 0, "label": 1}],
+        "hub",
+    )
     assert copa[0]["label"] == 1
-    wsc = from_hub(get_task("wsc"), [{"text": "Mark told Pete he lied .", "span1_index": 0, "span2_index": 3,
-                                      "span1_text": "Mark", "span2_text": "he", "idx": 0, "label": 0}], "hub")
+    wsc = from_hub(
+        get_task("wsc"),
+        [
+            {
+                "text": "Mark told Pete he lied .",
+                "span1_index": 0,
+                "span2_index": 3,
+                "span1_text": "Mark",
+                "span2_text": "he",
+                "idx": 0,
+                "label": 0,
+            }
+        ],
+        "hub",
+    )
     assert wsc[0]["target"] == {"span1_index": 0, "span2_index": 3, "span1_text": "Mark", "span2_text": "he"}
     assert wsc[0]["label"] is False
-    rows = [{"paragraph": "P0", "question": "Q0", "answer": a, "idx": {"paragraph": 0, "question": q, "answer": i},
-             "label": lab} for i, (q, a, lab) in enumerate([(0, "a", 1), (0, "b", 0), (1, "c", 0)])]
-    rows.append({"paragraph": "P1", "question": "Q2", "answer": "d", "idx": {"paragraph": 1, "question": 2, "answer": 3},
-                 "label": 1})
+    rows = [
+        {
+            "paragraph": "P0",
+            "question": "Q0",
+            "answer": a,
+            "idx": {"paragraph": 0, "question": q, "answer": i},
+            "label": lab,
+        }
+        for i, (q, a, lab) in enumerate([(0, "a", 1), (0, "b", 0), (1, "c", 0)])
+    ]
+    rows.append(
+        {
+            "paragraph": "P1",
+            "question": "Q2",
+            "answer": "d",
+            "idx": {"paragraph": 1, "question": 2, "answer": 3},
+            "label": 1,
+        }
+    )
     passages = from_hub(get_task("multirc"), rows, "hub")
     assert [p["idx"] for p in passages] == [0, 1]
     assert [[a["label"] for a in q["answers"]] for q in passages[0]["passage"]["questions"]] == [[1, 0], [0]]
     questions = get_task("multirc").examples(passages)
     assert [(q["passage"], q["question"], len(q["answers"])) for q in questions] == [
-        ("P0", "Q0", 2), ("P0", "Q0", 1), ("P1", "Q2", 1)]
+        ("P0", "Q0", 2),
+        ("P0", "Q0", 1),
+        ("P1", "Q2", 1),
+    ]

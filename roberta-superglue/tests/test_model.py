@@ -24,12 +24,18 @@ def test_span_head_pools_each_span_by_attention_within_it():
 
 def test_collator_pads_sequences_and_choices():
     collate = Collator(pad_token_id=1)
-    batch = collate([{"input_ids": [0, 5, 2], "labels": 1, "spans": [[1, 2], [1, 2]]},
-                     {"input_ids": [0, 2], "labels": 0, "spans": [[0, 1], [1, 2]]}])
+    batch = collate(
+        [
+            {"input_ids": [0, 5, 2], "labels": 1, "spans": [[1, 2], [1, 2]]},
+            {"input_ids": [0, 2], "labels": 0, "spans": [[0, 1], [1, 2]]},
+        ]
+    )
     assert batch["input_ids"].tolist() == [[0, 5, 2], [0, 2, 1]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
     assert batch["spans"].shape == (2, 2, 2) and batch["labels"].tolist() == [1, 0]
-    choices = collate([{"input_ids": [[0, 7, 2], [0, 2]], "labels": 1}, {"input_ids": [[0, 2], [0, 8, 9, 2]], "labels": 0}])
+    choices = collate(
+        [{"input_ids": [[0, 7, 2], [0, 2]], "labels": 1}, {"input_ids": [[0, 2], [0, 8, 9, 2]], "labels": 0}]
+    )
     assert choices["input_ids"].shape == (2, 2, 4)
     assert choices["input_ids"][1, 1].tolist() == [0, 8, 9, 2] and choices["input_ids"][0, 1].tolist() == [0, 2, 1, 1]
     assert "spans" not in choices
@@ -48,6 +54,9 @@ def test_every_head_gives_logits_and_loss(tiny_model):
         assert output.logits.shape == (len(features), 2), head
         assert output.loss.ndim == 0 and torch.isfinite(output.loss)
         output.loss.backward()
-        assert model.head.classifier.weight.grad is not None if head == "span_comparison" else \
-            model.head.out_proj.weight.grad is not None
+        assert (
+            model.head.classifier.weight.grad is not None
+            if head == "span_comparison"
+            else model.head.out_proj.weight.grad is not None
+        )
         assert model.last_layer_prefixes() == ["encoder.pooler.", "head."]

@@ -54,13 +54,19 @@ def interrupted(how: list[str], argv: list[str]) -> subprocess.CompletedProcess:
     tests = Path(__file__).parent
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests.parent), str(tests)]), "OMP_NUM_THREADS": "1"}
     env.pop("BADAM_DEBUG", None)
-    return subprocess.run([sys.executable, str(tests / "interrupted_run.py"), *how, *argv], env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(tests / "interrupted_run.py"), *how, *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.mark.parametrize("optimizer", ["block", "lora"])
-def test_kill_during_a_save_resumes_from_the_previous_checkpoint(tmp_path, tiny_model, data_dir, straight, capsys,
-                                                                 optimizer):
+def test_kill_during_a_save_resumes_from_the_previous_checkpoint(
+    tmp_path, tiny_model, data_dir, straight, capsys, optimizer
+):
     argv = smoke_argv(tmp_path, tiny_model, data_dir, "wsc", optimizer, *STEPS)
     run_dir = tmp_path / f"wsc-{optimizer}-seed0"
     killed = interrupted(["kill-during-save", "4"], argv)
@@ -77,10 +83,12 @@ def test_kill_during_a_save_resumes_from_the_previous_checkpoint(tmp_path, tiny_
     assert sorted(p.name for p in run_dir.iterdir()) == ["best", "checkpoint-5", "results.json", "run_identity.json"]
 
 
-@pytest.mark.parametrize("signum, optimizer", [(signal.SIGTERM, "sparse"), (signal.SIGINT, "block")],
-                         ids=["SIGTERM-sparse", "SIGINT-block"])
-def test_a_signal_finishes_the_step_checkpoints_and_resumes_exactly(tmp_path, tiny_model, data_dir, straight, capsys,
-                                                                    signum, optimizer):
+@pytest.mark.parametrize(
+    "signum, optimizer", [(signal.SIGTERM, "sparse"), (signal.SIGINT, "block")], ids=["SIGTERM-sparse", "SIGINT-block"]
+)
+def test_a_signal_finishes_the_step_checkpoints_and_resumes_exactly(
+    tmp_path, tiny_model, data_dir, straight, capsys, signum, optimizer
+):
     argv = smoke_argv(tmp_path, tiny_model, data_dir, "wsc", optimizer, *STEPS)
     run_dir = tmp_path / f"wsc-{optimizer}-seed0"
     stopped = interrupted(["signal-during", signum.name, "3"], argv)
@@ -88,7 +96,8 @@ def test_a_signal_finishes_the_step_checkpoints_and_resumes_exactly(tmp_path, ti
     assert "Traceback" not in stopped.stderr
     assert stopped.stderr.strip().splitlines()[-1] == (
         f"stopped by {signum.name} after step 3; checkpoint {run_dir / 'checkpoint-3'} written. Resume with the same "
-        "command (a rerun continues from the newest complete checkpoint)")
+        "command (a rerun continues from the newest complete checkpoint)"
+    )
     assert (run_dir / "checkpoint-3" / "run_identity.json").is_file() and not (run_dir / "results.json").exists()
     capsys.readouterr()
     resumed = train.main(argv)
@@ -142,7 +151,12 @@ def test_a_rerun_with_other_settings_is_refused_naming_them(tmp_path, tiny_model
     before = (run_dir / "results.json").read_bytes()
     refusals = {
         ("--max_steps", "3"): "max_steps: 2 in the run, 3 now",
-        ("--learning_rate", "2e-3", "--seed", "1"): "seed: 0 in the run, 1 now; learning_rate: 0.001 in the run, 0.002 now",
+        (
+            "--learning_rate",
+            "2e-3",
+            "--seed",
+            "1",
+        ): "seed: 0 in the run, 1 now; learning_rate: 0.001 in the run, 0.002 now",
         ("--model_name", str(tmp_path)): f"model_name: '{tiny_model}' in the run, '{tmp_path}' now",
         ("--max_train_examples", "12"): "max_train_examples: 16 in the run, 12 now; train data: 16 examples of ",
     }
@@ -158,8 +172,18 @@ def test_a_rerun_with_other_settings_is_refused_naming_them(tmp_path, tiny_model
     # What does not change the numbers may differ: the data's path (compared by content), how often
     # checkpoints and logs are written, the evaluation batch, another optimizer's settings.
     (tmp_path / "data").symlink_to(data_dir)
-    same = ["--data_dir", str(tmp_path / "data"), "--save_steps", "7", "--logging_steps", "5", "--eval_batch_size", "4",
-            "--lora_r", "4"]
+    same = [
+        "--data_dir",
+        str(tmp_path / "data"),
+        "--save_steps",
+        "7",
+        "--logging_steps",
+        "5",
+        "--eval_batch_size",
+        "4",
+        "--lora_r",
+        "4",
+    ]
     assert train.main(argv(*same)) == json.loads(before)
 
     # --overwrite deletes the run and starts afresh with the new settings.
@@ -177,15 +201,21 @@ def test_a_checkpoint_of_another_run_is_refused(tmp_path, tiny_model, data_dir):
     (tmp_path / "b" / "results.json").unlink()
     shutil.rmtree(tmp_path / "b" / "checkpoint-2")
     shutil.copytree(tmp_path / "a" / "checkpoint-2", tmp_path / "b" / "checkpoint-2")
-    with pytest.raises(ValueError, match=r"b/checkpoint-2 was written by a run with other settings \(switch_every: "
-                                         r"2 in the run, 1 now\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"b/checkpoint-2 was written by a run with other settings \(switch_every: "
+        r"2 in the run, 1 now\)",
+    ):
         train.main(argv("b", "--switch_every", "1"))
 
 
 def test_a_directory_without_identity_is_not_reused(tmp_path, tiny_model, data_dir):
     (tmp_path / "rte-adam-seed0" / "checkpoint-100").mkdir(parents=True)  # as an older version left it
-    with pytest.raises(ValueError, match=r"rte-adam-seed0 holds files \(checkpoint-100\) but no run_identity.json, "
-                                         "so its settings cannot be checked"):
+    with pytest.raises(
+        ValueError,
+        match=r"rte-adam-seed0 holds files \(checkpoint-100\) but no run_identity.json, "
+        "so its settings cannot be checked",
+    ):
         train.main(smoke_argv(tmp_path, tiny_model, data_dir, "rte", "adam"))
     with pytest.raises(ValueError, match=r"--run_name '\.\./x': expected a folder name"):
         train.main(smoke_argv(tmp_path, tiny_model, data_dir, "rte", "adam", name="../x"))

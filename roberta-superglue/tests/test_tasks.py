@@ -9,8 +9,14 @@ from superglue.encoding import Encoder
 from superglue.tasks import COPA_QUESTIONS, TASKS, Encoded, get_task, split_validation, word_span
 
 # The paper's selection sizes and, from the shared files, the resulting test sizes (in examples).
-PROTOCOL = {"boolq": (1270, 2000), "copa": (30, 70), "multirc": (453, 500), "rte": (128, 149),
-            "wic": (238, 400), "wsc": (44, 60)}
+PROTOCOL = {
+    "boolq": (1270, 2000),
+    "copa": (30, 70),
+    "multirc": (453, 500),
+    "rte": (128, 149),
+    "wic": (238, 400),
+    "wsc": (44, 60),
+}
 
 
 @pytest.fixture(scope="module")
@@ -151,13 +157,24 @@ def test_word_span_and_its_errors():
 
 def test_bad_records_name_file_line_and_field(tmp_path, encoder):
     where = f"{tmp_path}/WiC/val.jsonl:7"
-    record = {"word": "bank", "sentence1": "The bank.", "sentence2": "A river bank.", "start1": 4, "end1": 8,
-              "start2": 8, "end2": 12, "label": True, "_where": where}
+    record = {
+        "word": "bank",
+        "sentence1": "The bank.",
+        "sentence2": "A river bank.",
+        "start1": 4,
+        "end1": 8,
+        "start2": 8,
+        "end2": 12,
+        "label": True,
+        "_where": where,
+    }
     task = get_task("wic")
     assert Encoded(task, [record], encoder).features[0]["labels"] == 1
-    cases = [({"label": "yes"}, "label 'yes' is not one of \\[False, True\\]"),
-             ({"label": 1}, "label 1 is not one of"),
-             ({"start1": 40, "end1": 44}, "character span \\[40, 44\\) covers no token")]
+    cases = [
+        ({"label": "yes"}, "label 'yes' is not one of \\[False, True\\]"),
+        ({"label": 1}, "label 1 is not one of"),
+        ({"start1": 40, "end1": 44}, "character span \\[40, 44\\) covers no token"),
+    ]
     for change, message in cases:
         with pytest.raises(ValueError, match=f"^{re.escape(where)}: {message}"):
             Encoded(task, [{**record, **change}], encoder)

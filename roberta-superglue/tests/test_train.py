@@ -43,8 +43,13 @@ def test_adam_trains_everything_and_writes_results(tmp_path, tiny_model, data_di
     on_disk = json.loads((tmp_path / "rte-adam-seed0" / "results.json").read_text())
     assert on_disk == json.loads(json.dumps(results))
     before, after = initial(tiny_model, "classification"), weights(tmp_path, results)
-    for name in ("encoder.embeddings.LayerNorm.weight", "encoder.encoder.layer.0.attention.self.query.weight",
-                 "encoder.encoder.layer.1.output.dense.weight", "encoder.pooler.dense.weight", "head.dense.weight"):
+    for name in (
+        "encoder.embeddings.LayerNorm.weight",
+        "encoder.encoder.layer.0.attention.self.query.weight",
+        "encoder.encoder.layer.1.output.dense.weight",
+        "encoder.pooler.dense.weight",
+        "head.dense.weight",
+    ):
         assert changed(before, after, name) > 0.9, name
     # A finished run is not run again (a setting that does not change the numbers may differ; see test_reruns).
     assert run(tmp_path, tiny_model, data_dir, "rte", "adam", "--save_steps", "50") == on_disk
@@ -57,7 +62,9 @@ def test_block_trains_one_layer_and_keeps_the_last_layer_active(tmp_path, tiny_m
     assert changed(before, after, "encoder.encoder.layer.0.attention.self.query.weight") > 0.9
     assert changed(before, after, "encoder.encoder.layer.1.attention.self.query.weight") == 0
     assert changed(before, after, "encoder.embeddings.word_embeddings.weight") == 0
-    assert changed(before, after, "head.classifier.weight") > 0.9 and changed(before, after, "head.attention.weight") > 0.9
+    assert (
+        changed(before, after, "head.classifier.weight") > 0.9 and changed(before, after, "head.attention.weight") > 0.9
+    )
 
 
 def test_block_without_train_last_layer_makes_the_head_a_block(tmp_path, tiny_model, data_dir):
@@ -71,7 +78,10 @@ def test_block_without_train_last_layer_makes_the_head_a_block(tmp_path, tiny_mo
 def test_sparse_trains_a_share_of_every_tensor(tmp_path, tiny_model, data_dir):
     results = run(tmp_path, tiny_model, data_dir, "copa", "sparse", "--update_ratio", "0.25")
     before, after = initial(tiny_model, "multiple_choice"), weights(tmp_path, results)
-    for name in ("encoder.encoder.layer.0.attention.self.key.weight", "encoder.encoder.layer.1.intermediate.dense.weight"):
+    for name in (
+        "encoder.encoder.layer.0.attention.self.key.weight",
+        "encoder.encoder.layer.1.intermediate.dense.weight",
+    ):
         assert 0.05 < changed(before, after, name) <= 0.25, name
     assert changed(before, after, "encoder.embeddings.word_embeddings.weight") == 0
     assert changed(before, after, "head.dense.weight") > 0.9  # train_last_layer: ratio 1
@@ -147,12 +157,21 @@ def test_config_sets_defaults_and_names_bad_lines(tmp_path):
 
 def test_wandb_reporting(monkeypatch):
     calls = []
-    fake = types.SimpleNamespace(run=None, init=lambda **kw: calls.append(("init", kw)) or setattr(fake, "run", run_),
-                                 log=lambda data: calls.append(("log", data)), finish=lambda: calls.append(("finish",)))
+    fake = types.SimpleNamespace(
+        run=None,
+        init=lambda **kw: calls.append(("init", kw)) or setattr(fake, "run", run_),
+        log=lambda data: calls.append(("log", data)),
+        finish=lambda: calls.append(("finish",)),
+    )
     run_ = types.SimpleNamespace(summary={})
     monkeypatch.setitem(sys.modules, "wandb", fake)
-    results = {"run_name": "rte-block-seed0", "config": {"wandb_project": "badam"}, "best_step": 7,
-               "selection": {"score": 0.5}, "test": {"accuracy": 0.75, "score": 0.75}}
+    results = {
+        "run_name": "rte-block-seed0",
+        "config": {"wandb_project": "badam"},
+        "best_step": 7,
+        "selection": {"score": 0.5},
+        "test": {"accuracy": 0.75, "score": 0.75},
+    }
     train.report_to_wandb(results)
     assert calls[0] == ("init", {"project": "badam", "name": "rte-block-seed0"})
     assert calls[1] == ("log", {"final/selection/score": 0.5, "final/test/accuracy": 0.75, "final/test/score": 0.75})
@@ -172,5 +191,6 @@ def test_crash_after_training_only_redoes_the_testing(tmp_path, tiny_model, data
     capsys.readouterr()
     again = run(tmp_path, tiny_model, data_dir, "rte", "block")
     assert "training finished at" in capsys.readouterr().out
-    assert {k: again[k] for k in ("selection", "test", "best_step", "global_step")} == \
-        {k: first[k] for k in ("selection", "test", "best_step", "global_step")}
+    assert {k: again[k] for k in ("selection", "test", "best_step", "global_step")} == {
+        k: first[k] for k in ("selection", "test", "best_step", "global_step")
+    }

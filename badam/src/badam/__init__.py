@@ -21,8 +21,18 @@ from .unwrap import unwrap
 
 __version__ = "1.5.0"  # the published package's successor, so that `badam>=1.2.1` checks pass
 
-__all__ = ["AdamMini", "BAdamCallback", "BlockOptimizer", "BlockOptimizerRatio", "SWITCH_MODES", "__version__",
-           "clip_grad_norm_old_version", "suggest_switch_every", "truncate_backward", "unwrap"]
+__all__ = [
+    "AdamMini",
+    "BAdamCallback",
+    "BlockOptimizer",
+    "BlockOptimizerRatio",
+    "SWITCH_MODES",
+    "__version__",
+    "clip_grad_norm_old_version",
+    "suggest_switch_every",
+    "truncate_backward",
+    "unwrap",
+]
 
 
 def __getattr__(name: str) -> Any:

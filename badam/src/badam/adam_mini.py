@@ -136,8 +136,11 @@ class AdamMini(Optimizer):
         """Build on `model.named_parameters()`, taking dim / n_heads / n_kv_heads from `model.config`
         (Hugging Face names) unless given in `kwargs`."""
         config = getattr(model, "config", None)
-        for key, attribute in (("dim", "hidden_size"), ("n_heads", "num_attention_heads"),
-                               ("n_kv_heads", "num_key_value_heads")):
+        for key, attribute in (
+            ("dim", "hidden_size"),
+            ("n_heads", "num_attention_heads"),
+            ("n_kv_heads", "num_key_value_heads"),
+        ):
             if kwargs.get(key) is None and getattr(config, attribute, None) is not None:
                 kwargs[key] = getattr(config, attribute)
         return cls(model.named_parameters(), **kwargs)

@@ -36,7 +36,10 @@ logger = logging.getLogger("badam")
 
 
 def _is_rank_zero() -> bool:
-    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or torch.distributed.get_rank() == 0
+    return (
+        not (torch.distributed.is_available() and torch.distributed.is_initialized())
+        or torch.distributed.get_rank() == 0
+    )
 
 
 def _shape(param: torch.Tensor) -> tuple[int, ...]:
@@ -126,7 +129,9 @@ class BlockOptimizer(Optimizer):
         self.sgd_mode = sgd_mode
         self.ds_zero3_enabled = bool(ds_zero3_enabled)
         if isinstance(active_modules, str):
-            raise TypeError(f"active_modules must be a list of name substrings, e.g. [{active_modules!r}], not a string")
+            raise TypeError(
+                f"active_modules must be a list of name substrings, e.g. [{active_modules!r}], not a string"
+            )
         if ds_zero3_enabled:
             check_supported(self, active_modules)
 
@@ -248,7 +253,11 @@ class BlockOptimizer(Optimizer):
         adam = self.blocks[block] + self.always_active
         for corrected in corrected_blocks(self.lora_mode, block, self.num_blocks, include_active=True):
             adam += self.block_adapters[corrected]
-        sgd = {p for b in corrected_blocks(self.sgd_mode, block, self.num_blocks, include_active=False) for p in self.blocks[b]}
+        sgd = {
+            p
+            for b in corrected_blocks(self.sgd_mode, block, self.num_blocks, include_active=False)
+            for p in self.blocks[b]
+        }
         return adam, sgd
 
     def _activate(self, block: int) -> None:
@@ -275,22 +284,28 @@ class BlockOptimizer(Optimizer):
             for group, members in zip(self.base_optimizer.param_groups, self._grouped(adam)):
                 group["params"] = [self.masters.optimized(p) for p in members]
         if self.verbose and _is_rank_zero():
-            line = (f"BAdam: block {block}/{self.num_blocks} active ({', '.join(self.block_prefixes[block])}), "
-                    f"{sum(getattr(p, 'ds_numel', p.numel()) for p in self.blocks[block])} parameters, "
-                    f"global step {self.schedule.global_step}")
+            line = (
+                f"BAdam: block {block}/{self.num_blocks} active ({', '.join(self.block_prefixes[block])}), "
+                f"{sum(getattr(p, 'ds_numel', p.numel()) for p in self.blocks[block])} parameters, "
+                f"global step {self.schedule.global_step}"
+            )
             if self.verbose > 1:
                 # The published package prints at this level, whether or not logging is set up.
                 print("\n".join([line, *(f"  {self.name_of[p]}" for p in adam)]), flush=True)
             else:
                 logger.info(line)
         if self.log_fn is not None:
-            self.log_fn({"block": block, "global_step": self.schedule.global_step, "block_epoch": self.schedule.block_epoch})
+            self.log_fn(
+                {"block": block, "global_step": self.schedule.global_step, "block_epoch": self.schedule.block_epoch}
+            )
         for hook in self._switch_hooks.values():
             hook(self)
 
     def _grouped(self, params: Sequence[nn.Parameter]) -> list[list[nn.Parameter]]:
         """`params` split by base-optimizer group, in the order the groups hold them."""
-        return [[p for p in params if self.group_of[p] == index] for index in range(len(self.base_optimizer.param_groups))]
+        return [
+            [p for p in params if self.group_of[p] == index] for index in range(len(self.base_optimizer.param_groups))
+        ]
 
     def _hand_to_zero3(self) -> None:
         """Set the groups up for DeepSpeed's ZeRO-3 wrapper, which builds its partitions from them.
@@ -388,9 +403,9 @@ class BlockOptimizer(Optimizer):
             "active_block": self.active_block,
             "masters": {self.name_of[p]: m for p, m in self.masters.master_of.items()},
             "base_optimizer": self.base_optimizer.state_dict(),
-            "param_names": None if self.ds_zero3_enabled else [
-                self.name_of[p] for members in self._grouped(self._adam) for p in members
-            ],
+            "param_names": None
+            if self.ds_zero3_enabled
+            else [self.name_of[p] for members in self._grouped(self._adam) for p in members],
             "blocks": [[self.name_of[p] for p in block] for block in self.blocks],
             "param_shapes": {self.name_of[p]: list(_shape(p)) for p in self.managed},
         }
@@ -451,8 +466,13 @@ class BlockOptimizer(Optimizer):
         for name, saved in state_dict["masters"].items():
             param = self.named_params.get(name)
             if param is None or param not in trains or not needs_master(param):
-                why = ("this model has no such parameter" if param is None else "it does not train in the saved block"
-                       if param not in trains else f"it is {param.dtype} here, which needs none")
+                why = (
+                    "this model has no such parameter"
+                    if param is None
+                    else "it does not train in the saved block"
+                    if param not in trains
+                    else f"it is {param.dtype} here, which needs none"
+                )
                 raise ValueError(f"the state dict holds an fp32 master copy of {name!r}, but {why}")
             if tuple(saved.shape) != _shape(param):
                 raise ValueError(
@@ -470,7 +490,8 @@ class BlockOptimizer(Optimizer):
         unexpected = [name for name in saved_shapes if name not in ours]
         if missing or unexpected:
             problems = ([f"it lacks {_first(missing)}, which this optimizer trains"] if missing else []) + (
-                [f"it holds {_first(unexpected)}, which this optimizer does not train"] if unexpected else [])
+                [f"it holds {_first(unexpected)}, which this optimizer does not train"] if unexpected else []
+            )
             raise ValueError(f"the state dict does not fit this optimizer: {'; '.join(problems)}")
         for name, shape in ours.items():
             if tuple(saved_shapes[name]) != shape:
@@ -510,7 +531,11 @@ class BlockOptimizer(Optimizer):
         for index, (a, b) in enumerate(zip(theirs, ours)):
             if set(a) != set(b):
                 odd = sorted(set(a) ^ set(b))[0]
-                where = "the state dict but not of this optimizer" if odd in a else "this optimizer but not of the state dict"
+                where = (
+                    "the state dict but not of this optimizer"
+                    if odd in a
+                    else "this optimizer but not of the state dict"
+                )
                 raise ValueError(f"{odd!r} is in param group {index} of {where}")
         position = {name: i for i, name in enumerate(name for group in ours for name in group)}
         return {

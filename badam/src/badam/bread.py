@@ -34,7 +34,9 @@ SGD_MODES = ("disabled", "all", "partial")
 
 def is_lora_adapter(name: str) -> bool:
     """PEFT's LoRA parameter names: `...lora_A.<adapter>.weight`, `lora_embedding_B`, ..."""
-    return any(part.startswith(("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B")) for part in name.split("."))
+    return any(
+        part.startswith(("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B")) for part in name.split(".")
+    )
 
 
 def check_modes(lora_mode: str | None, sgd_mode: str, sgd_lr_scaling: float) -> None:

@@ -189,8 +189,11 @@ def newest_complete(output_dir: str | os.PathLike) -> tuple[Path | None, list[tu
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         return None, []
-    candidates = sorted((p for p in output_dir.iterdir() if p.is_dir() and CHECKPOINT_PATTERN.match(p.name)),
-                        key=lambda p: int(p.name.split("-")[1]), reverse=True)
+    candidates = sorted(
+        (p for p in output_dir.iterdir() if p.is_dir() and CHECKPOINT_PATTERN.match(p.name)),
+        key=lambda p: int(p.name.split("-")[1]),
+        reverse=True,
+    )
     skipped = [(p, "an interrupted save (never published)") for p in sorted(output_dir.glob(STAGING_PREFIX + "*"))]
     for folder in candidates:
         problem = trainer_checkpoint_problem(folder)

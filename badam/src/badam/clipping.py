@@ -63,8 +63,9 @@ def clip_grad_norm_(parameters: Iterable[torch.Tensor], max_norm: float, norm_ty
     return clip_tensors_(grads, max_norm, norm_type)
 
 
-def clip_grad_norm_old_version(accelerator: Any, parameters: Iterable[torch.Tensor], max_norm: float,
-                               norm_type: float = 2.0) -> torch.Tensor | None:
+def clip_grad_norm_old_version(
+    accelerator: Any, parameters: Iterable[torch.Tensor], max_norm: float, norm_type: float = 2.0
+) -> torch.Tensor | None:
     """`Accelerator.clip_grad_norm_` that clips ratio mode's gathered gradients (bind it to an accelerator)."""
     parameters = list(parameters)
     if not _gatherers(parameters):

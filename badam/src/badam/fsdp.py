@@ -54,7 +54,9 @@ class FSDPBlockOptimizer(Optimizer):
         block_kwargs: BlockOptimizer's arguments (switch_block_every, switch_mode, ...).
     """
 
-    def __init__(self, model: nn.Module, make_base_optimizer: Callable[[nn.Module], Optimizer], **block_kwargs: Any) -> None:
+    def __init__(
+        self, model: nn.Module, make_base_optimizer: Callable[[nn.Module], Optimizer], **block_kwargs: Any
+    ) -> None:
         self.model = model
         self.make_base_optimizer = make_base_optimizer
         self.block_kwargs = block_kwargs
@@ -67,7 +69,9 @@ class FSDPBlockOptimizer(Optimizer):
     def bind(self) -> BlockOptimizer | None:
         """The BlockOptimizer on the sharded parameters, built at the first call after sharding; None before."""
         if self.block_optimizer is None and isinstance(self.model, FSDPModule):
-            optimizer = BlockOptimizer(self.make_base_optimizer(self.model), list(self.model.named_parameters()), **self.block_kwargs)
+            optimizer = BlockOptimizer(
+                self.make_base_optimizer(self.model), list(self.model.named_parameters()), **self.block_kwargs
+            )
             if len(optimizer.param_groups) != len(self.param_groups):
                 raise RuntimeError(
                     f"the base optimizer has {len(optimizer.param_groups)} groups on the sharded model and "
@@ -85,7 +89,9 @@ class FSDPBlockOptimizer(Optimizer):
     def _bound(self, action: str) -> BlockOptimizer:
         optimizer = self.bind()
         if optimizer is None:
-            raise RuntimeError(f"cannot {action} before the model is sharded: pass model and optimizer to accelerator.prepare first")
+            raise RuntimeError(
+                f"cannot {action} before the model is sharded: pass model and optimizer to accelerator.prepare first"
+            )
         return optimizer
 
     def _show_active_block(self, optimizer: BlockOptimizer) -> None:
@@ -127,9 +133,14 @@ class FSDPBlockOptimizer(Optimizer):
         state = self.state  # binds first, if the model is sharded by now
         params = [p for group in self.param_groups for p in group["params"]]
         index = {p: i for i, p in enumerate(params)}
-        groups = [{**_hyperparameters(group), "params": [index[p] for p in group["params"]]} for group in self.param_groups]
+        groups = [
+            {**_hyperparameters(group), "params": [index[p] for p in group["params"]]} for group in self.param_groups
+        ]
         if self.block_optimizer is not None:
-            schedule = {"schedule": self.block_optimizer.schedule.state_dict(), "active_block": self.block_optimizer.active_block}
+            schedule = {
+                "schedule": self.block_optimizer.schedule.state_dict(),
+                "active_block": self.block_optimizer.active_block,
+            }
             groups[0][SCHEDULE] = json.dumps(schedule)
         return {"state": {index[p]: entry for p, entry in state.items()}, "param_groups": groups}
 

@@ -48,7 +48,9 @@ from .zero3 import SCHEDULE_FILE, read_schedule, write_schedule
 
 def _base_optimizer(model: nn.Module, args: TrainingArguments) -> Optimizer:
     optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
-    if not (isinstance(optimizer_cls, type) and issubclass(optimizer_cls, Optimizer)) or {"params", "model"} & set(optimizer_kwargs):
+    if not (isinstance(optimizer_cls, type) and issubclass(optimizer_cls, Optimizer)) or {"params", "model"} & set(
+        optimizer_kwargs
+    ):
         raise ValueError(
             f"optim={args.optim!r} is not a per-parameter torch optimizer, which BAdam needs as its inner "
             "solver; use e.g. adamw_torch"
@@ -64,7 +66,9 @@ def _base_optimizer(model: nn.Module, args: TrainingArguments) -> Optimizer:
 
 
 def create_badam_optimizer(
-    model: nn.Module, args: TrainingArguments, resume_from_checkpoint: str | os.PathLike | bool | None = None,
+    model: nn.Module,
+    args: TrainingArguments,
+    resume_from_checkpoint: str | os.PathLike | bool | None = None,
     **block_kwargs: Any,
 ) -> BlockOptimizer | FSDPBlockOptimizer:
     """A BlockOptimizer over `model` whose base optimizer is the one `args` describes.
@@ -80,7 +84,9 @@ def create_badam_optimizer(
         optimizer = FSDPBlockOptimizer(model, lambda sharded: _base_optimizer(sharded, args), **block_kwargs)
     else:
         base = _base_optimizer(model, args)
-        optimizer = BlockOptimizer(base, list(model.named_parameters()), ds_zero3_enabled=engine == "zero3", **block_kwargs)
+        optimizer = BlockOptimizer(
+            base, list(model.named_parameters()), ds_zero3_enabled=engine == "zero3", **block_kwargs
+        )
     if resume_from_checkpoint and engine is not None:
         optimizer.restore_schedule(*read_schedule(resolve_resume(args.output_dir, resume_from_checkpoint)))
     return optimizer
@@ -92,7 +98,7 @@ def fsdp_enabled(args: TrainingArguments) -> bool:
 
 
 def _engine(args: TrainingArguments) -> str | None:
-    """"zero3", "fsdp2" or None (DDP or one process); refuses the engines BAdam cannot run on."""
+    """ "zero3", "fsdp2" or None (DDP or one process); refuses the engines BAdam cannot run on."""
     if fsdp_enabled(args):
         _check_fsdp(args)
         return "fsdp2"
@@ -142,8 +148,11 @@ class BAdamCallback(TrainerCallback):
     finds the optimizer and the model in the Trainer's callback arguments when training begins.
     """
 
-    def __init__(self, optimizer: BlockOptimizer | FSDPBlockOptimizer | BlockOptimizerRatio | None = None,
-                 model: nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        optimizer: BlockOptimizer | FSDPBlockOptimizer | BlockOptimizerRatio | None = None,
+        model: nn.Module | None = None,
+    ) -> None:
         self.optimizer = optimizer
         self.model = model
         self._warned = False
@@ -168,7 +177,9 @@ class BAdamCallback(TrainerCallback):
         if self.optimizer is None:
             self.optimizer = unwrap(optimizer)
             if self.optimizer is None:
-                raise TypeError(f"BAdamCallback: the Trainer's optimizer ({type(optimizer).__name__}) is not a BAdam one")
+                raise TypeError(
+                    f"BAdamCallback: the Trainer's optimizer ({type(optimizer).__name__}) is not a BAdam one"
+                )
         self.model = self.model or model
         if not self.layer_wise:
             return  # ratio mode trains every tensor: no backward to truncate, no block to log
@@ -197,9 +208,11 @@ class BAdamCallback(TrainerCallback):
         if not self.layer_wise:
             if logs.get("grad_norm") == 0.0 and not self._warned:
                 self._warned = True
-                warnings.warn("grad_norm is 0: the Trainer's clipping did not see ratio mode's gradients and clipped "
-                              "nothing; call badam.hf.clip_ratio_gradients(trainer) after building the Trainer",
-                              stacklevel=2)
+                warnings.warn(
+                    "grad_norm is 0: the Trainer's clipping did not see ratio mode's gradients and clipped "
+                    "nothing; call badam.hf.clip_ratio_gradients(trainer) after building the Trainer",
+                    stacklevel=2,
+                )
             return
         logs["badam_active_block"] = self.block_optimizer.active_block
         # The Trainer stored its copy of these logs in the history before calling us.
@@ -222,7 +235,9 @@ def _restores_into_active_block(optimizer: BlockOptimizer | FSDPBlockOptimizer) 
 
 
 def badam_trainer_kwargs(
-    model: nn.Module, args: TrainingArguments, resume_from_checkpoint: str | os.PathLike | bool | None = None,
+    model: nn.Module,
+    args: TrainingArguments,
+    resume_from_checkpoint: str | os.PathLike | bool | None = None,
     **block_kwargs: Any,
 ) -> dict[str, Any]:
     """The optimizer and `callbacks` arguments that turn a Trainer into a BAdam trainer.

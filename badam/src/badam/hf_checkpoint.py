@@ -49,7 +49,9 @@ def resolve_resume(output_dir: str | os.PathLike, resume: str | os.PathLike | bo
         for folder, why in skipped:
             logger.warning("skipping %s: %s", folder, why)
         if newest is None:
-            raise FileNotFoundError(f"--resume_from_checkpoint last: {output_dir} holds no complete checkpoint-N folder")
+            raise FileNotFoundError(
+                f"--resume_from_checkpoint last: {output_dir} holds no complete checkpoint-N folder"
+            )
         logger.info("resuming from %s", newest)
         return str(newest)
     problem = trainer_checkpoint_problem(Path(resume)) if Path(resume).is_dir() else "no such folder"
@@ -71,7 +73,9 @@ class _StopAtStepEnd(TrainerCallback):
 class ResumableTrainerMixin:
     """Mix into a `transformers.Trainer` subclass (before Trainer) for atomic checkpoints and preemption."""
 
-    def __init__(self, *args: Any, resume_hint: str = "trainer.train(resume_from_checkpoint=True)", **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, resume_hint: str = "trainer.train(resume_from_checkpoint=True)", **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.resume_hint = resume_hint
         self.stop_request = StopRequest()
@@ -119,10 +123,16 @@ class ResumableTrainerMixin:
             # the one just written in the rotation below: they can never be resumed from.
             for later in run_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
                 step = later.name.rpartition("-")[2]
-                problem = trainer_checkpoint_problem(later) if step.isdigit() and int(step) > self.state.global_step else None
+                problem = (
+                    trainer_checkpoint_problem(later) if step.isdigit() and int(step) > self.state.global_step else None
+                )
                 if problem is not None:
                     logger.warning("deleting %s: %s", later, problem)
                     shutil.rmtree(later, ignore_errors=True)
-            rotate_checkpoints(output_dir=str(run_dir), save_total_limit=self.args.save_total_limit,
-                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
+            rotate_checkpoints(
+                output_dir=str(run_dir),
+                save_total_limit=self.args.save_total_limit,
+                best_model_checkpoint=self.state.best_model_checkpoint,
+                use_mtime=True,
+            )
         self.accelerator.wait_for_everyone()

@@ -82,9 +82,7 @@ def infer_block_prefixes(
     if include_lm_head:
         lm_head = lm_head_prefixes(param_names)
         if not lm_head:
-            raise ValueError(
-                "include_lm_head=True but no separate LM head was found (tied to the embedding?)"
-            )
+            raise ValueError("include_lm_head=True but no separate LM head was found (tied to the embedding?)")
         blocks.append(_outside_layers(param_names, lm_head))
     return blocks
 
@@ -114,10 +112,17 @@ def named_pairs(named_parameters_list: Iterable[tuple[str, torch.Tensor]]) -> li
         raise TypeError(f"{expected}; got a {type(named_parameters_list).__name__}")
     named: dict[str, torch.Tensor] = {}
     for item in named_parameters_list:
-        if not (isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str)
-                and isinstance(item[1], torch.Tensor)):
-            what = ("a bare tensor: model.parameters() instead of model.named_parameters()?"
-                    if isinstance(item, torch.Tensor) else f"a {type(item).__name__}")
+        if not (
+            isinstance(item, (tuple, list))
+            and len(item) == 2
+            and isinstance(item[0], str)
+            and isinstance(item[1], torch.Tensor)
+        ):
+            what = (
+                "a bare tensor: model.parameters() instead of model.named_parameters()?"
+                if isinstance(item, torch.Tensor)
+                else f"a {type(item).__name__}"
+            )
             raise TypeError(f"{expected}; one element is {what}")
         if item[0] in named:
             raise ValueError(f"named_parameters_list names {item[0]!r} twice")
@@ -142,8 +147,10 @@ def did_you_mean(wanted: str, names: Sequence[str]) -> str:
 
 def normalize_prefix_list(block_prefix_list: Sequence[str | Sequence[str]]) -> list[list[str]]:
     """Accept the published package's list-of-lists form and a flat list of one prefix per block."""
-    expected = ("block_prefix_list must be a list of blocks, each a name prefix or a list of them, "
-                "e.g. [['model.layers.0.'], ['model.layers.1.']]")
+    expected = (
+        "block_prefix_list must be a list of blocks, each a name prefix or a list of them, "
+        "e.g. [['model.layers.0.'], ['model.layers.1.']]"
+    )
     if isinstance(block_prefix_list, str) or not isinstance(block_prefix_list, Iterable):
         raise TypeError(f"{expected}; got {block_prefix_list!r}")
     blocks = []
@@ -159,7 +166,7 @@ def normalize_prefix_list(block_prefix_list: Sequence[str | Sequence[str]]) -> l
 def _cut_module(name: str, prefix: str) -> str | None:
     """The module `prefix` ends inside of, in `name` ('model.layers.10.' for 'model.layers.1'), or
     None when the prefix ends at a module boundary there."""
-    rest = name[len(prefix):]
+    rest = name[len(prefix) :]
     if prefix.endswith(".") or not rest or rest.startswith("."):
         return None
     end = rest.find(".")
@@ -195,8 +202,12 @@ def assign_blocks(param_names: Sequence[str], blocks: Sequence[Sequence[str]]) -
                 first, first_prefix = owner.setdefault(name, (index, prefix))
                 if first != index:
                     hint = next(
-                        (f"; {p!r} also matches {_cut_module(name, p)!r}: end it with a dot ({p + '.'!r})"
-                         for p in (first_prefix, prefix) if _cut_module(name, p)), "",
+                        (
+                            f"; {p!r} also matches {_cut_module(name, p)!r}: end it with a dot ({p + '.'!r})"
+                            for p in (first_prefix, prefix)
+                            if _cut_module(name, p)
+                        ),
+                        "",
                     )
                     raise ValueError(f"parameter {name!r} matches prefixes of blocks {first} and {index}{hint}")
     if swallowing:

@@ -34,8 +34,10 @@ class Preempted(Exception):
     def __init__(self, signum: int, step: int, checkpoint: str, resume_hint: str) -> None:
         self.signum, self.step, self.checkpoint = signum, step, checkpoint
         self.exit_code = 128 + signum
-        super().__init__(f"stopped by {signal.Signals(signum).name} after step {step}; checkpoint {checkpoint} "
-                         f"written. Resume with {resume_hint}")
+        super().__init__(
+            f"stopped by {signal.Signals(signum).name} after step {step}; checkpoint {checkpoint} "
+            f"written. Resume with {resume_hint}"
+        )
 
 
 class StopRequest:
@@ -62,8 +64,10 @@ class StopRequest:
         if self.signum == signal.SIGINT and signum == signal.SIGINT:
             raise KeyboardInterrupt
         if self.signum is None:
-            logger.warning("%s received: finishing this step, then writing a checkpoint (Ctrl-C again to abort now)",
-                           signal.Signals(signum).name)
+            logger.warning(
+                "%s received: finishing this step, then writing a checkpoint (Ctrl-C again to abort now)",
+                signal.Signals(signum).name,
+            )
             self.signum = signum
 
     def should_stop(self) -> bool:

@@ -127,10 +127,17 @@ def _check_single_process(named: list[tuple[str, nn.Parameter]]) -> None:
     """The ratio mode reads each gradient in its post-accumulate-grad hook, the moment autograd makes
     it: under DDP that is before the all-reduce, and FSDP2 and ZeRO-3 never hand it over there."""
     sharded = [name for name, param in named if isinstance(param, DTensor) or is_zero3_partitioned(param)]
-    several = torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1
+    several = (
+        torch.distributed.is_available()
+        and torch.distributed.is_initialized()
+        and torch.distributed.get_world_size() > 1
+    )
     if sharded or several:
-        where = f"parameter {sharded[0]!r} is sharded (FSDP2 or DeepSpeed ZeRO-3)" if sharded else (
-            f"torch.distributed runs {torch.distributed.get_world_size()} processes")
+        where = (
+            f"parameter {sharded[0]!r} is sharded (FSDP2 or DeepSpeed ZeRO-3)"
+            if sharded
+            else (f"torch.distributed runs {torch.distributed.get_world_size()} processes")
+        )
         raise ValueError(
             f"BlockOptimizerRatio runs on one process, and {where}: its gradient hooks take each gradient before "
             "DDP averages it across ranks, and sharding engines never pass it through them. For multi-GPU "
@@ -218,10 +225,13 @@ class BlockOptimizerRatio(Optimizer):
             raise ValueError(f"param_groups hold a parameter (shape {shape}) that is not in named_parameters_list")
         names = [name for name, _ in named]
         frozen = (() if include_embedding else tuple(embedding_prefixes(names))) + (
-            () if include_lm_head else tuple(lm_head_prefixes(names)))
+            () if include_lm_head else tuple(lm_head_prefixes(names))
+        )
         trainable = [(name, param) for name, param in named if param.requires_grad and not name.startswith(frozen)]
         if not trainable:
-            raise ValueError("no trainable parameters: all have requires_grad=False (or are the frozen embedding or LM head)")
+            raise ValueError(
+                "no trainable parameters: all have requires_grad=False (or are the frozen embedding or LM head)"
+            )
         for name, param in trainable:
             if param not in grouped:
                 raise ValueError(f"trainable parameter {name!r} is missing from param_groups")
@@ -421,14 +431,19 @@ class BlockOptimizerRatio(Optimizer):
         missing = [name for name in self.entry_of if name not in state_dict["state"]]
         unexpected = [name for name in state_dict["state"] if name not in self.entry_of]
         if missing or unexpected:
-            odd, where = (missing[0], "this optimizer trains but the checkpoint lacks") if missing else (
-                unexpected[0], "the checkpoint holds but this optimizer does not train")
+            odd, where = (
+                (missing[0], "this optimizer trains but the checkpoint lacks")
+                if missing
+                else (unexpected[0], "the checkpoint holds but this optimizer does not train")
+            )
             raise ValueError(f"checkpoint and optimizer train different parameters: {odd!r}, which {where}")
         # Checkpoints of older versions carry no shapes; their names and active entries are still checked.
         for name, saved_shape in state_dict.get("param_shapes", {}).items():
             shape = tuple(self.entry_of[name].param.shape)
             if tuple(saved_shape) != shape:
-                raise ValueError(f"parameter {name!r} has shape {tuple(saved_shape)} in the checkpoint and {shape} here")
+                raise ValueError(
+                    f"parameter {name!r} has shape {tuple(saved_shape)} in the checkpoint and {shape} here"
+                )
         saved_groups = state_dict["param_groups"]
         ours = [[self.name_of[p] for p in group["params"]] for group in self.param_groups]
         if [group["params"] for group in saved_groups] != ours:

@@ -27,8 +27,7 @@ def suggest_switch_every(num_samples: int, batch_size: int, num_blocks: int) -> 
     """
     if min(num_samples, batch_size, num_blocks) <= 0:
         raise ValueError(
-            f"num_samples, batch_size and num_blocks must be positive, got "
-            f"{num_samples}, {batch_size}, {num_blocks}"
+            f"num_samples, batch_size and num_blocks must be positive, got {num_samples}, {batch_size}, {num_blocks}"
         )
     return int(min(max(math.ceil(num_samples / (batch_size * num_blocks)), 50), 100))
 
@@ -52,7 +51,9 @@ class BlockSchedule:
         if start_block is not None and not _is_int(start_block):
             raise ValueError(f"start_block must be a block index (an integer) or None, got {start_block!r}")
         if start_block is not None and not 0 <= start_block < num_blocks:
-            raise ValueError(f"start_block={start_block} is out of range: there are {num_blocks} blocks (0..{num_blocks - 1})")
+            raise ValueError(
+                f"start_block={start_block} is out of range: there are {num_blocks} blocks (0..{num_blocks - 1})"
+            )
         self.num_blocks = num_blocks
         self.switch_every = switch_every
         self.mode = mode

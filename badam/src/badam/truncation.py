@@ -21,7 +21,8 @@ require grad (with BREAD's SGD correction, the layers below the active block may
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn

@@ -20,6 +20,8 @@ BAdamOptimizer = BlockOptimizer | FSDPBlockOptimizer | BlockOptimizerRatio
 
 def unwrap(optimizer: Any) -> BAdamOptimizer | None:
     """The BlockOptimizer, FSDPBlockOptimizer or BlockOptimizerRatio inside `optimizer`, or None."""
-    while optimizer is not None and not isinstance(optimizer, (BlockOptimizer, FSDPBlockOptimizer, BlockOptimizerRatio)):
+    while optimizer is not None and not isinstance(
+        optimizer, (BlockOptimizer, FSDPBlockOptimizer, BlockOptimizerRatio)
+    ):
         optimizer = getattr(optimizer, "optimizer", None)
     return optimizer

@@ -67,7 +67,8 @@ def check_supported(optimizer: BlockOptimizer, active_modules: Any) -> None:
         reasons.append("an AdamMini base optimizer: it needs each tensor's shape, and ZeRO-3 steps flat partitions")
     if reasons:
         raise ValueError(
-            "BlockOptimizer(ds_zero3_enabled=True) cannot run with " + "; ".join(reasons)
+            "BlockOptimizer(ds_zero3_enabled=True) cannot run with "
+            + "; ".join(reasons)
             + ". Use FSDP2 (badam.distributed) for these."
         )
 
@@ -172,7 +173,9 @@ def save_checkpoint(engine: Any, optimizer: BlockOptimizer, save_dir: str | os.P
 
 def write_schedule(folder: Path, optimizer: BlockOptimizer) -> None:
     """Write the block schedule a resumed ZeRO-3 or FSDP2 run must start from into `folder`, atomically."""
-    atomic_write_json(folder / SCHEDULE_FILE, {"schedule": optimizer.schedule.state_dict(), "active_block": optimizer.active_block})
+    atomic_write_json(
+        folder / SCHEDULE_FILE, {"schedule": optimizer.schedule.state_dict(), "active_block": optimizer.active_block}
+    )
 
 
 def read_schedule(folder: str | os.PathLike) -> tuple[dict[str, Any], int]:
@@ -186,9 +189,10 @@ def read_schedule(folder: str | os.PathLike) -> tuple[dict[str, Any], int]:
     return saved["schedule"], saved["active_block"]
 
 
-def load_checkpoint(engine: Any, optimizer: BlockOptimizer, save_dir: str | os.PathLike, tag: str | None = None) -> None:
+def load_checkpoint(
+    engine: Any, optimizer: BlockOptimizer, save_dir: str | os.PathLike, tag: str | None = None
+) -> None:
     """Resume exactly: switch to the saved block (so the engine's partitions match), then load."""
     tag = _resolve_tag(Path(save_dir), tag)
     optimizer.restore_schedule(*read_schedule(Path(save_dir) / tag))
     engine.load_checkpoint(str(save_dir), tag=tag)
-

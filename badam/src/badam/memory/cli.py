@@ -54,14 +54,19 @@ def format_report(count: ModelCount, estimates: Sequence[MemoryEstimate], builti
         *_table(
             ("method", "parameters", "gradient", "optimizer states", "total", "formula"),
             [
-                (e.method, _gb(e.table1.parameters), _gb(e.table1.gradients), _gb(e.table1.states), _gb(e.table1.total),
-                 e.formula + (f"  (D = {e.num_blocks})" if e.num_blocks else ""))
+                (
+                    e.method,
+                    _gb(e.table1.parameters),
+                    _gb(e.table1.gradients),
+                    _gb(e.table1.states),
+                    _gb(e.table1.total),
+                    e.formula + (f"  (D = {e.num_blocks})" if e.num_blocks else ""),
+                )
                 for e in estimates
             ],
             text_columns=(0, 5),
         ),
-        "formulas in bytes, counts in parameters: M = model, D = BAdam blocks, A = LoRA adapters, "
-        "T = largest tensor",
+        "formulas in bytes, counts in parameters: M = model, D = BAdam blocks, A = LoRA adapters, T = largest tensor",
         "",
         "Assumptions",
         *(f"  {e.method}: {a}" for e in estimates for a in e.assumptions),
@@ -72,11 +77,26 @@ def format_report(count: ModelCount, estimates: Sequence[MemoryEstimate], builti
         # BAdam's split sits under the paper's own (Table 12); other methods have only ours.
         rows = []
         if e.table12 is not None:
-            rows.append(("paper (mean block)", _gb(e.table12.parameters), _gb(e.table12.gradients),
-                         _gb(e.table12.states), "-", _gb(e.table12.total)))
-        rows.append(("ours (peak block)" if e.method == "badam" else f"{e.method} (peak block)",
-                     _gb(e.ours.parameters), _gb(e.ours.gradients), _gb(e.ours.states), _gb(e.ours.transient),
-                     _gb(e.ours.total)))
+            rows.append(
+                (
+                    "paper (mean block)",
+                    _gb(e.table12.parameters),
+                    _gb(e.table12.gradients),
+                    _gb(e.table12.states),
+                    "-",
+                    _gb(e.table12.total),
+                )
+            )
+        rows.append(
+            (
+                "ours (peak block)" if e.method == "badam" else f"{e.method} (peak block)",
+                _gb(e.ours.parameters),
+                _gb(e.ours.gradients),
+                _gb(e.ours.states),
+                _gb(e.ours.transient),
+                _gb(e.ours.total),
+            )
+        )
         title = "BAdam" if e.method == "badam" else e.method
         lines += [
             "",
@@ -121,8 +141,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         count = count_parameters(spec)
         estimates = [
-            estimate(method, count, blocks=args.blocks, include_embedding=args.include_embedding,
-                     include_lm_head=args.include_lm_head, lora_rank=args.lora_rank)
+            estimate(
+                method,
+                count,
+                blocks=args.blocks,
+                include_embedding=args.include_embedding,
+                include_lm_head=args.include_lm_head,
+                lora_rank=args.lora_rank,
+            )
             for method in methods
         ]
     except Exception as exc:
@@ -132,8 +158,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         # comes from building the model out of the config.
         _fail(str(exc) if isinstance(exc, ValueError) else f"{spec}: {type(exc).__name__}: {exc}")
     if args.json:
-        payload = {"model": count.name, "n_params": count.total, "unit": "bytes",
-                   "estimates": [e.to_dict() for e in estimates]}
+        payload = {
+            "model": count.name,
+            "n_params": count.total,
+            "unit": "bytes",
+            "estimates": [e.to_dict() for e in estimates],
+        }
         print(json.dumps(payload, indent=2))
     else:
         print(format_report(count, estimates, builtin=spec if spec in BUILTIN_MODELS else None))

@@ -28,23 +28,47 @@ class BuiltinModel:
 BUILTIN_MODELS: dict[str, BuiltinModel] = {
     "llama2-7b": BuiltinModel(
         "Llama 2-7B",
-        dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-             num_key_value_heads=32, vocab_size=32000),
+        dict(
+            hidden_size=4096,
+            intermediate_size=11008,
+            num_hidden_layers=32,
+            num_attention_heads=32,
+            num_key_value_heads=32,
+            vocab_size=32000,
+        ),
     ),
     "llama3-8b": BuiltinModel(
         "Llama 3-8B",
-        dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-             num_key_value_heads=8, vocab_size=128256),
+        dict(
+            hidden_size=4096,
+            intermediate_size=14336,
+            num_hidden_layers=32,
+            num_attention_heads=32,
+            num_key_value_heads=8,
+            vocab_size=128256,
+        ),
     ),
     "llama2-13b": BuiltinModel(
         "Llama 2-13B",
-        dict(hidden_size=5120, intermediate_size=13824, num_hidden_layers=40, num_attention_heads=40,
-             num_key_value_heads=40, vocab_size=32000),
+        dict(
+            hidden_size=5120,
+            intermediate_size=13824,
+            num_hidden_layers=40,
+            num_attention_heads=40,
+            num_key_value_heads=40,
+            vocab_size=32000,
+        ),
     ),
     "llama2-70b": BuiltinModel(
         "Llama 2-70B",
-        dict(hidden_size=8192, intermediate_size=28672, num_hidden_layers=80, num_attention_heads=64,
-             num_key_value_heads=8, vocab_size=32000),
+        dict(
+            hidden_size=8192,
+            intermediate_size=28672,
+            num_hidden_layers=80,
+            num_attention_heads=64,
+            num_key_value_heads=8,
+            vocab_size=32000,
+        ),
     ),
 }
 

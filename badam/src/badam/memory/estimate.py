@@ -79,8 +79,13 @@ class MemoryEstimate:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "method": self.method, "model": self.model, "n_params": self.n_params, "formula": self.formula,
-            "num_blocks": self.num_blocks, "assumptions": list(self.assumptions), "table1": self.table1.to_dict(),
+            "method": self.method,
+            "model": self.model,
+            "n_params": self.n_params,
+            "formula": self.formula,
+            "num_blocks": self.num_blocks,
+            "assumptions": list(self.assumptions),
+            "table1": self.table1.to_dict(),
         }
         for name in ("table12", "ours"):
             breakdown = getattr(self, name)
@@ -100,13 +105,15 @@ def badam_blocks(count: ModelCount, options: EstimateOptions) -> list[Block]:
     for index in range(groups):
         stop = start + len(layers) // groups + (index < len(layers) % groups)
         members = layers[start:stop]
-        blocks.append(Block(
-            name=members[0].name if len(members) == 1 else f"{members[0].name} .. {members[-1].name}",
-            numel=sum(b.numel for b in members),
-            tensors=sum(b.tensors for b in members),
-            largest_tensor=max(b.largest_tensor for b in members),
-            lora_dims=sum(b.lora_dims for b in members),
-        ))
+        blocks.append(
+            Block(
+                name=members[0].name if len(members) == 1 else f"{members[0].name} .. {members[-1].name}",
+                numel=sum(b.numel for b in members),
+                tensors=sum(b.tensors for b in members),
+                largest_tensor=max(b.largest_tensor for b in members),
+                lora_dims=sum(b.lora_dims for b in members),
+            )
+        )
         start = stop
     for wanted, extra, what in (
         (options.include_embedding, count.embedding, "embedding"),
@@ -122,8 +129,13 @@ def badam_blocks(count: ModelCount, options: EstimateOptions) -> list[Block]:
 def _adam(count: ModelCount, options: EstimateOptions) -> MemoryEstimate:
     m = count.total
     return MemoryEstimate(
-        method="adam", model=count.name, n_params=m, formula="18M",
-        table1=Breakdown(parameters=BF16 * m, gradients=FP32 * m, master_copies=FP32 * m, optimizer_states=2 * FP32 * m),
+        method="adam",
+        model=count.name,
+        n_params=m,
+        formula="18M",
+        table1=Breakdown(
+            parameters=BF16 * m, gradients=FP32 * m, master_copies=FP32 * m, optimizer_states=2 * FP32 * m
+        ),
         assumptions=("bf16 model 2M; fp32 gradient 4M; fp32 master copy 4M + Adam m 4M + v 4M = 12M",),
     )
 
@@ -139,11 +151,23 @@ def _badam(count: ModelCount, options: EstimateOptions) -> MemoryEstimate:
     # block, unless another (e.g. the embedding) has a much larger single tensor.
     peak = max(blocks, key=lambda b: (BF16 + 3 * FP32) * b.numel + 3 * FP32 * b.largest_tensor)
     return MemoryEstimate(
-        method="badam", model=count.name, n_params=m, formula="2M + 16M/D", num_blocks=d,
-        table1=Breakdown(parameters=BF16 * m, gradients=round(FP32 * m / d), master_copies=round(FP32 * m / d),
-                         optimizer_states=round(2 * FP32 * m / d)),
-        table12=Breakdown(parameters=BF16 * m, gradients=round(FP32 * mean), master_copies=round(FP32 * mean),
-                          optimizer_states=round(2 * FP32 * mean)),
+        method="badam",
+        model=count.name,
+        n_params=m,
+        formula="2M + 16M/D",
+        num_blocks=d,
+        table1=Breakdown(
+            parameters=BF16 * m,
+            gradients=round(FP32 * m / d),
+            master_copies=round(FP32 * m / d),
+            optimizer_states=round(2 * FP32 * m / d),
+        ),
+        table12=Breakdown(
+            parameters=BF16 * m,
+            gradients=round(FP32 * mean),
+            master_copies=round(FP32 * mean),
+            optimizer_states=round(2 * FP32 * mean),
+        ),
         ours=Breakdown(
             parameters=BF16 * m,
             gradients=BF16 * peak.numel,
@@ -170,9 +194,16 @@ def _lora(count: ModelCount, options: EstimateOptions) -> MemoryEstimate:
     m = count.total
     adapters = options.lora_rank * sum(b.lora_dims for b in count.layers)
     return MemoryEstimate(
-        method="lora", model=count.name, n_params=m, formula="2M + 16A",
-        table1=Breakdown(parameters=BF16 * m + FP32 * adapters, gradients=FP32 * adapters, master_copies=0,
-                         optimizer_states=2 * FP32 * adapters),
+        method="lora",
+        model=count.name,
+        n_params=m,
+        formula="2M + 16A",
+        table1=Breakdown(
+            parameters=BF16 * m + FP32 * adapters,
+            gradients=FP32 * adapters,
+            master_copies=0,
+            optimizer_states=2 * FP32 * adapters,
+        ),
         assumptions=(
             f"rank {options.lora_rank} on every linear layer of the decoder layers (q, k, v, o, gate, up, down): "
             f"A = {adapters:,} adapter parameters",
@@ -185,7 +216,10 @@ def _lora(count: ModelCount, options: EstimateOptions) -> MemoryEstimate:
 def _lomo(count: ModelCount, options: EstimateOptions) -> MemoryEstimate:
     m, largest = count.total, count.largest_tensor
     return MemoryEstimate(
-        method="lomo", model=count.name, n_params=m, formula="2M + 2T",
+        method="lomo",
+        model=count.name,
+        n_params=m,
+        formula="2M + 2T",
         table1=Breakdown(parameters=BF16 * m, gradients=BF16 * largest, master_copies=0, optimizer_states=0),
         assumptions=(
             "bf16 model 2M; the SGD update is fused into the backward pass, so only one bf16 gradient lives "
@@ -202,7 +236,10 @@ _ADAM_MINI_V = "Adam-mini's v (one fp32 value per head, output row or norm) is n
 def _adam_mini(count: ModelCount, options: EstimateOptions) -> MemoryEstimate:
     m = count.total
     return MemoryEstimate(
-        method="adam_mini", model=count.name, n_params=m, formula="14M",
+        method="adam_mini",
+        model=count.name,
+        n_params=m,
+        formula="14M",
         table1=Breakdown(parameters=BF16 * m, gradients=FP32 * m, master_copies=FP32 * m, optimizer_states=FP32 * m),
         assumptions=(
             "as adam, with Adam-mini for AdamW: bf16 model 2M; fp32 gradient 4M; fp32 master copy 4M + m 4M = 8M",
@@ -219,9 +256,17 @@ def _badam_adam_mini(count: ModelCount, options: EstimateOptions) -> MemoryEstim
     # only the fp32 upcast of one tensor's gradient, largest on the largest tensor.
     peak = max(blocks, key=lambda b: (BF16 + 2 * FP32) * b.numel + FP32 * b.largest_tensor)
     return MemoryEstimate(
-        method="badam_adam_mini", model=count.name, n_params=m, formula="2M + 12M/D", num_blocks=d,
-        table1=Breakdown(parameters=BF16 * m, gradients=round(FP32 * m / d), master_copies=round(FP32 * m / d),
-                         optimizer_states=round(FP32 * m / d)),
+        method="badam_adam_mini",
+        model=count.name,
+        n_params=m,
+        formula="2M + 12M/D",
+        num_blocks=d,
+        table1=Breakdown(
+            parameters=BF16 * m,
+            gradients=round(FP32 * m / d),
+            master_copies=round(FP32 * m / d),
+            optimizer_states=round(FP32 * m / d),
+        ),
         ours=Breakdown(
             parameters=BF16 * m,
             gradients=BF16 * peak.numel,
@@ -243,8 +288,12 @@ def _badam_adam_mini(count: ModelCount, options: EstimateOptions) -> MemoryEstim
 MethodEstimator = Callable[[ModelCount, EstimateOptions], MemoryEstimate]
 
 METHODS: dict[str, MethodEstimator] = {
-    "adam": _adam, "badam": _badam, "lora": _lora, "lomo": _lomo,
-    "adam_mini": _adam_mini, "badam_adam_mini": _badam_adam_mini,
+    "adam": _adam,
+    "badam": _badam,
+    "lora": _lora,
+    "lomo": _lomo,
+    "adam_mini": _adam_mini,
+    "badam_adam_mini": _badam_adam_mini,
 }
 """The methods `estimate` and the CLI know; register a new one by adding it here."""
 
