@@ -248,7 +248,7 @@ def train(args: Args) -> None:
             due = (args.save_every and (step + 1) % args.save_every == 0) or step + 1 == args.steps
             if due or stop.should_stop():
                 save(forward, model, optimizer, output / f"step-{step + 1}", args)
-            if stop.signum is not None:
+            if stop.signum is not None and step + 1 < args.steps:  # at the last step the run is complete
                 raise Preempted(
                     stop.signum, step + 1, str(output / f"step-{step + 1}"), "the same command and --resume true"
                 )

@@ -63,11 +63,13 @@ def resolve_resume(output_dir: str | os.PathLike, resume: str | os.PathLike | bo
 class _StopAtStepEnd(TrainerCallback):
     def __init__(self, stop: StopRequest) -> None:
         self.stop = stop
+        self.stopped_at: int | None = None
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.stop.should_stop():
             control.should_save = True
             control.should_training_stop = True
+            self.stopped_at = state.global_step
 
 
 class ResumableTrainerMixin:
@@ -80,14 +82,17 @@ class ResumableTrainerMixin:
         self.resume_hint = resume_hint
         self.stop_request = StopRequest()
         self._staging_root: Path | None = None
-        self.add_callback(_StopAtStepEnd(self.stop_request))
+        self._stopper = _StopAtStepEnd(self.stop_request)
+        self.add_callback(self._stopper)
 
     def train(self, *args: Any, **kwargs: Any):
         with self.stop_request:
             result = super().train(*args, **kwargs)
-        if self.stop_request.signum is not None:
-            checkpoint = Path(self.args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            raise Preempted(self.stop_request.signum, self.state.global_step, str(checkpoint), self.resume_hint)
+        # A signal after the last step ends nothing early: the run is complete, so it returns as usual.
+        if self._stopper.stopped_at is not None:
+            step = self._stopper.stopped_at
+            checkpoint = Path(self.args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{step}"
+            raise Preempted(self.stop_request.signum, step, str(checkpoint), self.resume_hint)
         return result
 
     def _get_output_dir(self, trial: Any) -> str:
