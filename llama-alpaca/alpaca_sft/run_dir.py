@@ -46,7 +46,7 @@ def prepare_output_dir(output_dir: Path, resuming: bool, overwrite: bool) -> Non
         )
     for entry in output_dir.iterdir():
         if entry.is_dir() and (CHECKPOINT_PATTERN.match(entry.name) or entry.name.startswith(STAGING_PREFIX)):
-            shutil.rmtree(entry)
+            shutil.rmtree(entry, ignore_errors=True)  # every rank runs this; one of them wins
     logger.warning("--overwrite_output_dir: deleted the earlier run's checkpoints in %s", output_dir)
 
 
