@@ -150,13 +150,11 @@ def adam_mini(model, ft, args):
 
 
 def block_adam_mini(model, ft, args):
-    from badam import BlockOptimizer
-    from badam.hf import BAdamCallback
+    from badam.hf import badam_trainer_kwargs
 
-    optimizer = BlockOptimizer(
-        _adam_mini(model, args), list(model.named_parameters()), seed=args.seed, **_block_kwargs(ft)
+    return model, badam_trainer_kwargs(
+        model, args, args.resume_from_checkpoint, base_optimizer_fn=lambda m: _adam_mini(m, args), **_block_kwargs(ft)
     )
-    return model, {"optimizers": (optimizer, None), "callbacks": [BAdamCallback(optimizer, model)]}
 
 
 def _require(module: str, package: str, finetuning_type: str) -> None:

@@ -45,16 +45,6 @@ def check_optimizer(name: str) -> str:
     return name
 
 
-def decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Trainable matrices decay, biases and norm weights do not (as the Trainer and badam.hf do)."""
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in trainable if p.ndim >= 2], "weight_decay": weight_decay},
-        {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0},
-    ]
-    return [g for g in groups if g["params"]]
-
-
 def prepare(name: str, model: TaskModel, args: TrainingArguments, settings) -> tuple[nn.Module, dict[str, Any]]:
     """The model to hand to the Trainer and the Trainer's extra keyword arguments for optimizer `name`.
 
@@ -92,6 +82,7 @@ def prepare(name: str, model: TaskModel, args: TrainingArguments, settings) -> t
         return model, badam_trainer_kwargs(
             model, args, switch_block_every=settings.switch_every, switch_mode=settings.switch_mode, **placement
         )
+    from badam.hf import decay_groups
     from badam.ratio import BlockOptimizerRatio
 
     optimizer = BlockOptimizerRatio(

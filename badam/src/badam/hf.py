@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from types import MethodType
 from typing import Any
@@ -46,6 +47,18 @@ from .unwrap import unwrap
 from .zero3 import SCHEDULE_FILE, read_schedule, write_schedule
 
 
+def decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """The trainable parameters in two groups: matrices with `weight_decay`, biases and norms without."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    # A ZeRO-3 partitioned parameter is an empty tensor; its shape is kept in ds_shape.
+    ndim = {p: len(getattr(p, "ds_shape", p.shape)) for p in trainable}
+    groups = [
+        {"params": [p for p in trainable if ndim[p] >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in trainable if ndim[p] < 2], "weight_decay": 0.0},
+    ]
+    return [g for g in groups if g["params"]]
+
+
 def _base_optimizer(model: nn.Module, args: TrainingArguments) -> Optimizer:
     optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
     if not (isinstance(optimizer_cls, type) and issubclass(optimizer_cls, Optimizer)) or {"params", "model"} & set(
@@ -55,35 +68,31 @@ def _base_optimizer(model: nn.Module, args: TrainingArguments) -> Optimizer:
             f"optim={args.optim!r} is not a per-parameter torch optimizer, which BAdam needs as its inner "
             "solver; use e.g. adamw_torch"
         )
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    # A ZeRO-3 partitioned parameter is an empty tensor; its shape is kept in ds_shape.
-    ndim = {p: len(getattr(p, "ds_shape", p.shape)) for p in trainable}
-    groups = [
-        {"params": [p for p in trainable if ndim[p] >= 2], "weight_decay": args.weight_decay},
-        {"params": [p for p in trainable if ndim[p] < 2], "weight_decay": 0.0},
-    ]
-    return optimizer_cls([g for g in groups if g["params"]], **optimizer_kwargs)
+    return optimizer_cls(decay_groups(model, args.weight_decay), **optimizer_kwargs)
 
 
 def create_badam_optimizer(
     model: nn.Module,
     args: TrainingArguments,
     resume_from_checkpoint: str | os.PathLike | bool | None = None,
+    base_optimizer_fn: Callable[[nn.Module], Optimizer] | None = None,
     **block_kwargs: Any,
 ) -> BlockOptimizer | FSDPBlockOptimizer:
     """A BlockOptimizer over `model` whose base optimizer is the one `args` describes.
 
-    `block_kwargs` go to BlockOptimizer (switch_block_every, switch_mode, start_block, ...). Under a
-    ZeRO-3 DeepSpeed config it runs in ZeRO-3 mode; under FSDP2 it is an FSDPBlockOptimizer. Both
-    engines build their optimizer state for the active block when the Trainer starts, so a resumed
-    run names its checkpoint here too, for that block.
+    `block_kwargs` go to BlockOptimizer (switch_block_every, switch_mode, start_block, ...).
+    `base_optimizer_fn(model)` builds another base optimizer (e.g. AdamMini.from_model) instead of
+    `args.optim`'s. Under a ZeRO-3 DeepSpeed config it runs in ZeRO-3 mode; under FSDP2 it is an
+    FSDPBlockOptimizer. Both engines build their optimizer state for the active block when the
+    Trainer starts, so a resumed run names its checkpoint here too, for that block.
     """
     block_kwargs.setdefault("seed", args.seed)
+    make_base = base_optimizer_fn or (lambda module: _base_optimizer(module, args))
     engine = _engine(args)
     if engine == "fsdp2":
-        optimizer = FSDPBlockOptimizer(model, lambda sharded: _base_optimizer(sharded, args), **block_kwargs)
+        optimizer = FSDPBlockOptimizer(model, make_base, **block_kwargs)
     else:
-        base = _base_optimizer(model, args)
+        base = make_base(model)
         optimizer = BlockOptimizer(
             base, list(model.named_parameters()), ds_zero3_enabled=engine == "zero3", **block_kwargs
         )
@@ -238,6 +247,7 @@ def badam_trainer_kwargs(
     model: nn.Module,
     args: TrainingArguments,
     resume_from_checkpoint: str | os.PathLike | bool | None = None,
+    base_optimizer_fn: Callable[[nn.Module], Optimizer] | None = None,
     **block_kwargs: Any,
 ) -> dict[str, Any]:
     """The optimizer and `callbacks` arguments that turn a Trainer into a BAdam trainer.
@@ -245,7 +255,7 @@ def badam_trainer_kwargs(
     `resume_from_checkpoint`: under ZeRO-3 or FSDP2, the checkpoint that `trainer.train` will resume
     from (True or "last": the newest complete one in args.output_dir).
     """
-    optimizer = create_badam_optimizer(model, args, resume_from_checkpoint, **block_kwargs)
+    optimizer = create_badam_optimizer(model, args, resume_from_checkpoint, base_optimizer_fn, **block_kwargs)
     callbacks = [BAdamCallback(optimizer, model)]
     if _restores_into_active_block(optimizer):
         # The Trainer drops `optimizers` under DeepSpeed and refuses them under FSDP, but builds its
