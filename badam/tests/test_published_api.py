@@ -215,3 +215,19 @@ def test_ratio_clipping_scales_the_gathered_gradients_to_the_max_norm():
     assert total > 1e-3
     after = torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in optimizer.gathered_grads()]))
     assert after.item() == pytest.approx(1e-3, rel=1e-4)
+
+
+def test_the_published_positional_order_and_keyword_only_rest():
+    model = tiny_llama()
+    base = torch.optim.AdamW(model.parameters())
+    named = list(model.named_parameters())
+    # base_optimizer, named_parameters_list, block_prefix_list, switch_block_every, start_block,
+    # switch_mode, active_modules, include_embedding, include_lm_head, verbose, log_fn, ds_zero3_enabled
+    optimizer = BlockOptimizer(base, named, None, 3, 1, "ascending", [], False, True, 0, None, False)
+    assert (optimizer.num_blocks, optimizer.active_block, optimizer.schedule.switch_every) == (3, 1, 3)
+    with pytest.raises(TypeError):
+        BlockOptimizer(base, named, None, 3, 1, "ascending", [], False, True, 0, None, False, 7)  # seed
+    ratio = BlockOptimizerRatio(model.parameters(), named, 0.25, 0, 10, 100, None, "scatter")
+    assert (ratio.update_ratio, ratio.verbose, ratio.switch_every, ratio.mask_mode) == (0.25, 0, 10, "scatter")
+    assert badam.SWITCH_MODES == ("random", "ascending", "descending", "fixed")
+    assert badam.MASK_MODES == ("adjacent", "scatter") and badam.SGD_MODES == ("disabled", "all", "partial")

@@ -13,20 +13,28 @@ from typing import Any
 
 from .adam_mini import AdamMini
 from .block import BlockOptimizer
+from .bread import LORA_MODES, SGD_MODES, LoraMode, SgdMode
 from .clipping import clip_grad_norm_old_version
-from .ratio import BlockOptimizerRatio
-from .schedule import SWITCH_MODES, suggest_switch_every
+from .ratio import MASK_MODES, BlockOptimizerRatio, MaskMode
+from .schedule import SWITCH_MODES, SwitchMode, suggest_switch_every
 from .truncation import truncate_backward
 from .unwrap import unwrap
 
 __version__ = "1.5.0"  # the published package's successor, so that `badam>=1.2.1` checks pass
 
 __all__ = [
+    "LORA_MODES",
+    "MASK_MODES",
+    "SGD_MODES",
+    "SWITCH_MODES",
     "AdamMini",
     "BAdamCallback",
     "BlockOptimizer",
     "BlockOptimizerRatio",
-    "SWITCH_MODES",
+    "LoraMode",
+    "MaskMode",
+    "SgdMode",
+    "SwitchMode",
     "__version__",
     "clip_grad_norm_old_version",
     "suggest_switch_every",

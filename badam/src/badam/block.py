@@ -26,10 +26,10 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.utils.hooks import RemovableHandle
 
-from .bread import SGDCorrection, check_modes, corrected_blocks, is_lora_adapter
+from .bread import LoraMode, SGDCorrection, SgdMode, check_modes, corrected_blocks, is_lora_adapter
 from .partition import assign_blocks, did_you_mean, infer_block_prefixes, named_pairs, normalize_prefix_list
 from .precision import MasterCopies, needs_master
-from .schedule import BlockSchedule
+from .schedule import BlockSchedule, SwitchMode
 from .zero3 import check_supported, is_zero3_partitioned
 
 logger = logging.getLogger("badam")
@@ -94,6 +94,9 @@ class BlockOptimizer(Optimizer):
         ds_zero3_enabled: the model runs under DeepSpeed ZeRO-3, whose optimizer wrapper keeps the
             active block's fp32 masters and states (sharded) and runs the inner step; see badam.zero3.
             step() outside DeepSpeed is refused; None means False.
+
+    The positional order, up to ds_zero3_enabled, is the published package's; seed and the BREAD
+    options are keyword-only.
     """
 
     def __init__(
@@ -103,18 +106,19 @@ class BlockOptimizer(Optimizer):
         block_prefix_list: Sequence[str | Sequence[str]] | None = None,
         switch_block_every: int = 50,
         start_block: int | None = None,
-        switch_mode: str = "descending",
+        switch_mode: SwitchMode = "descending",
         active_modules: Sequence[str] = (),
         include_embedding: bool = False,
         include_lm_head: bool = False,
         verbose: int = 1,
         log_fn: Callable[[dict[str, Any]], None] | None = None,
+        ds_zero3_enabled: bool | None = False,
+        *,
         seed: int = 0,
-        lora_mode: str | None = None,
-        sgd_mode: str = "disabled",
+        lora_mode: LoraMode | None = None,
+        sgd_mode: SgdMode = "disabled",
         sgd_lr_scaling: float = 1.0,
         sgd_use_sign: bool = False,
-        ds_zero3_enabled: bool | None = False,
     ) -> None:
         if not isinstance(base_optimizer, Optimizer):
             raise TypeError(f"base_optimizer must be a torch.optim.Optimizer, got {type(base_optimizer).__name__}")

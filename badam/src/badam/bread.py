@@ -24,12 +24,15 @@ previous micro-batch left; the Adam-trained block accumulates and steps once, as
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Literal, get_args
 
 import torch
 from torch import nn
 
-LORA_MODES = (None, "all", "partial")
-SGD_MODES = ("disabled", "all", "partial")
+LoraMode = Literal["all", "partial"]
+SgdMode = Literal["disabled", "all", "partial"]
+LORA_MODES: tuple[str | None, ...] = (None, *get_args(LoraMode))
+SGD_MODES: tuple[str, ...] = get_args(SgdMode)
 
 
 def is_lora_adapter(name: str) -> bool:

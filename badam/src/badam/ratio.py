@@ -38,7 +38,7 @@ import numbers
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
@@ -54,7 +54,8 @@ from .zero3 import is_zero3_partitioned
 
 logger = logging.getLogger("badam")
 
-MASK_MODES = ("adjacent", "scatter")
+MaskMode = Literal["adjacent", "scatter"]
+MASK_MODES: tuple[str, ...] = get_args(MaskMode)
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,7 @@ class BlockOptimizerRatio(Optimizer):
         switch_every: int = 100,
         preserve_threshold: int = 100,
         param_update_ratios: Mapping[str, float] | None = None,
-        mask_mode: str = "adjacent",
+        mask_mode: MaskMode = "adjacent",
         lr: float = 1e-5,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,

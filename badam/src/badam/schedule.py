@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Any
+from typing import Any, Literal, get_args
 
-SWITCH_MODES = ("random", "ascending", "descending", "fixed")
+SwitchMode = Literal["random", "ascending", "descending", "fixed"]
+SWITCH_MODES: tuple[str, ...] = get_args(SwitchMode)
 
 
 def suggest_switch_every(num_samples: int, batch_size: int, num_blocks: int) -> int:
