@@ -19,7 +19,6 @@ checkpoints, so every type resumes with `--resume_from_checkpoint`.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -206,9 +205,9 @@ SHARDED_TYPES = ("block", "full", "lora")
 
 
 def prepare(model: nn.Module, ft: FinetuningArguments, args: TrainingArguments) -> tuple[nn.Module, dict[str, Any]]:
-    from badam.hf import fsdp_enabled
+    from badam.hf import deepspeed_enabled, fsdp_enabled
 
-    deepspeed = args.deepspeed or os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    deepspeed = deepspeed_enabled(args)
     fsdp = fsdp_enabled(args)
     if (deepspeed or fsdp) and ft.finetuning_type not in SHARDED_TYPES:
         engine = "--deepspeed" if deepspeed else "FSDP"

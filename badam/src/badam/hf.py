@@ -101,6 +101,15 @@ def create_badam_optimizer(
     return optimizer
 
 
+def deepspeed_enabled(args: TrainingArguments) -> bool:
+    """Whether the Trainer will run DeepSpeed: `--deepspeed`, or `accelerate launch` with a DeepSpeed config."""
+    return bool(args.deepspeed) or _accelerate_uses_deepspeed()
+
+
+def _accelerate_uses_deepspeed() -> bool:
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+
+
 def fsdp_enabled(args: TrainingArguments) -> bool:
     """Whether the Trainer will shard with FSDP: `--fsdp`, or `accelerate launch` with an FSDP config."""
     return bool(args.fsdp) or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
@@ -112,7 +121,7 @@ def _engine(args: TrainingArguments) -> str | None:
         _check_fsdp(args)
         return "fsdp2"
     config = getattr(args, "hf_deepspeed_config", None)
-    if config is None and os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+    if config is None and _accelerate_uses_deepspeed():
         # The Trainer would take accelerate's DeepSpeed config only once it exists, after the
         # optimizer was made for no DeepSpeed, and then replace that optimizer with AdamW.
         raise ValueError(
