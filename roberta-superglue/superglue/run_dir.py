@@ -131,13 +131,10 @@ def check_checkpoint(checkpoint: Path, identity: dict[str, Any]) -> None:
 
 def resume_point(run_dir: Path) -> Path | None:
     """The newest complete checkpoint-N. The newer folders that cannot be resumed from (interrupted saves)
-    are reported, with why, and deleted: none holds anything to resume from, and the Trainer's rotation
-    of checkpoints, which may go by the number in the name, would keep a broken checkpoint-7 over the
-    checkpoint-5 this run writes next."""
+    are reported, with why; the first checkpoint the run writes deletes them (badam.hf_checkpoint)."""
     newest, skipped = newest_complete(run_dir)
     for folder, why in skipped:
-        shutil.rmtree(folder)
-        print(f"[superglue] skipping {folder}: {why}; deleted")
+        print(f"[superglue] skipping {folder}: {why}")
     if skipped and newest is None:
         print(f"[superglue] no complete checkpoint in {run_dir}: training from step 0")
     return newest
