@@ -11,8 +11,8 @@ One process per device, started by any launcher (scripts/launch.sh wraps them):
 --data is "random" (seeded random tokens) or an Alpaca-format .json/.jsonl file (instruction, input,
 output), formatted with the Alpaca prompt, loss on every token; llama-alpaca/ is the full SFT recipe
 with prompt masking, templates and the Trainer. Every rank takes its share of each global batch.
-Checkpoints (--save_every) go to --output_dir/step-N through each engine's sharded format, each
-staged and renamed into place whole (badam.checkpoint), and --resume continues from the newest one
+Checkpoints (--save_every) go to --output_dir/step-N through badam.checkpoint (each engine's sharded
+format, staged and renamed into place whole), and --resume continues from the newest one
 exactly. SIGTERM or Ctrl-C finishes the step, writes a checkpoint and exits with 128 + the signal;
 an expected error (a missing model, bad data) is one line from rank 0 and exit 2 (BADAM_DEBUG=1: the
 traceback).
@@ -33,7 +33,8 @@ from tqdm import tqdm
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from badam import BlockOptimizer, truncate_backward
-from badam.checkpoint import atomic_write_text, staged
+from badam.atomic import atomic_write_text
+from badam.checkpoint import load_checkpoint, save_checkpoint
 from badam.distributed import follow_block_switches, leave
 from badam.preemption import Preempted, StopRequest
 
@@ -170,38 +171,12 @@ def wrap(model, optimizer_fn, args: Args, device: torch.device):
     return model, optimizer
 
 
-def save(forward, model, optimizer, path: Path, args: Args) -> None:
+def save(forward, optimizer, path: Path) -> None:
     """Write checkpoint `path` (step-N), whole or not at all (badam.checkpoint), then point `latest` at it."""
-    if args.engine == "fsdp2":
-        from badam.distributed import save_checkpoint
-
-        save_checkpoint(path, model, optimizer)
-    elif args.engine == "zero3":
-        from badam.zero3 import save_checkpoint
-
-        save_checkpoint(forward, optimizer, path.parent, tag=path.name)
-    else:
-        with staged(path) as folder:
-            if dist.get_rank() == 0:
-                torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, folder / "state.pt")
+    save_checkpoint(path, forward, optimizer)
     if dist.get_rank() == 0:
         atomic_write_text(path.parent / "latest", path.name)
     dist.barrier()
-
-
-def load(forward, model, optimizer, path: Path, args: Args) -> None:
-    if args.engine == "fsdp2":
-        from badam.distributed import load_checkpoint
-
-        load_checkpoint(path, model, optimizer)
-    elif args.engine == "zero3":
-        from badam.zero3 import load_checkpoint
-
-        load_checkpoint(forward, optimizer, path.parent, tag=path.name)
-    else:
-        state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
 
 
 def train(args: Args) -> None:
@@ -229,7 +204,7 @@ def train(args: Args) -> None:
     first = 0
     if args.resume and (output / "latest").is_file():
         latest = output / (output / "latest").read_text().strip()
-        load(forward, model, optimizer, latest, args)
+        load_checkpoint(latest, forward, optimizer)
         first = int(latest.name.removeprefix("step-"))
     log_file = output / "loss.jsonl"
     if rank == 0:
@@ -247,7 +222,7 @@ def train(args: Args) -> None:
             train_step(forward, optimizer, input_ids, labels, device, args, step, log_file, progress)
             due = (args.save_every and (step + 1) % args.save_every == 0) or step + 1 == args.steps
             if due or stop.should_stop():
-                save(forward, model, optimizer, output / f"step-{step + 1}", args)
+                save(forward, optimizer, output / f"step-{step + 1}")
             if stop.signum is not None and step + 1 < args.steps:  # at the last step the run is complete
                 raise Preempted(
                     stop.signum, step + 1, str(output / f"step-{step + 1}"), "the same command and --resume true"

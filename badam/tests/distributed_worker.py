@@ -17,7 +17,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from badam_tiny import batch, lm_loss, tiny_llama
 
 from badam import AdamMini, BlockOptimizer, unwrap
-from badam.distributed import follow_block_switches, leave, load_checkpoint, save_checkpoint
+from badam.checkpoint import load_checkpoint, save_checkpoint
+from badam.distributed import follow_block_switches, leave
 
 STEPS, RESUME_AT, K, LAYERS, GLOBAL_BATCH = 7, 3, 2, 3, 4
 # The Trainer runs compared with one process (eps: see block_optimizer).

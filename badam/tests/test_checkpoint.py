@@ -12,7 +12,8 @@ from safetensors.torch import save_file
 from test_hf import RepeatTask, training_args
 from transformers import Trainer
 
-from badam.checkpoint import atomic_write_json, file_problem, newest_complete, staged
+from badam.atomic import atomic_write_json, file_problem, staged
+from badam.checkpoint import newest_complete
 from badam.hf import badam_trainer_kwargs
 from badam.hf_checkpoint import ResumableTrainerMixin, resolve_resume
 from badam.preemption import Preempted, StopRequest
@@ -183,3 +184,55 @@ def test_a_broken_later_checkpoint_does_not_outrank_the_fresh_one(tmp_path):
     (tmp_path / "checkpoint-12" / "trainer_state.json").write_text("")
     badam_trainer(tmp_path, 6, save_total_limit=1).train(resume_from_checkpoint=resolve_resume(tmp_path, "last"))
     assert sorted(os.listdir(tmp_path)) == ["checkpoint-6"]
+
+
+def _layer_wise(model):
+    from badam import BlockOptimizer
+
+    base = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    return BlockOptimizer(base, list(model.named_parameters()), switch_block_every=2, switch_mode="random", verbose=0)
+
+
+def _ratio(model):
+    from badam import BlockOptimizerRatio
+
+    return BlockOptimizerRatio(model.parameters(), list(model.named_parameters()), update_ratio=0.5, lr=1e-3)
+
+
+@pytest.mark.parametrize("make_optimizer", [_layer_wise, _ratio], ids=["layer", "ratio"])
+def test_one_process_checkpoint_resumes_exactly_and_follows_the_contract(tmp_path, make_optimizer):
+    from badam_tiny import train
+
+    from badam.checkpoint import load_checkpoint, save_checkpoint
+
+    straight = tiny_llama(layers=3, dtype=torch.bfloat16)
+    optimizer = make_optimizer(straight)
+    train(straight, optimizer, 7)
+
+    first = tiny_llama(layers=3, dtype=torch.bfloat16)
+    optimizer = make_optimizer(first)
+    train(first, optimizer, 3)  # mid-block, in the second block of the random order
+    save_checkpoint(tmp_path / "step-3", first, optimizer)
+    layer_wise = make_optimizer is _layer_wise
+    assert (tmp_path / "step-3" / "badam_schedule.json").is_file() == layer_wise
+    assert (tmp_path / "step-3" / "dcp" / ".metadata").is_file()
+
+    resumed = tiny_llama(layers=3, dtype=torch.bfloat16, seed=7)
+    optimizer = make_optimizer(resumed)
+    load_checkpoint(tmp_path / "step-3", resumed, optimizer)
+    train(resumed, optimizer, 4, seed0=3)
+    for (name, a), b in zip(straight.named_parameters(), resumed.parameters()):
+        assert torch.equal(a, b), name
+
+
+def test_checkpoint_refuses_what_it_cannot_save_or_load(tmp_path):
+    from badam.checkpoint import load_checkpoint, save_checkpoint
+
+    model = tiny_llama()
+    with pytest.raises(TypeError, match="torch.save\\(optimizer.state_dict\\(\\)\\)"):
+        save_checkpoint(tmp_path / "x", model, torch.optim.AdamW(model.parameters()))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="badam_schedule.json does not exist"):
+        load_checkpoint(tmp_path / "empty", model, _layer_wise(model))
+    with pytest.raises(FileNotFoundError, match="dcp does not exist"):
+        load_checkpoint(tmp_path / "empty", model, _ratio(model))

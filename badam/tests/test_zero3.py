@@ -126,7 +126,7 @@ def test_checkpoint_of_another_block_is_refused_with_the_way_out():
     optimizer = zero3_optimizer(tiny_llama(layers=3), switch_block_every=1, switch_mode="ascending")
     saved = optimizer.state_dict()
     optimizer.count_step()
-    with pytest.raises(ValueError, match="badam.zero3.load_checkpoint"):
+    with pytest.raises(ValueError, match="badam.checkpoint.load_checkpoint"):
         optimizer.load_state_dict(saved)
 
 
@@ -144,7 +144,7 @@ def test_engine_checks():
 
 
 def test_schedule_round_trip_and_a_folder_without_one(tmp_path):
-    from badam.zero3 import read_schedule, write_schedule
+    from badam.checkpoint import read_schedule, write_schedule
 
     saved, resumed = (
         zero3_optimizer(tiny_llama(layers=4), switch_block_every=1, switch_mode="random") for _ in range(2)
@@ -158,5 +158,5 @@ def test_schedule_round_trip_and_a_folder_without_one(tmp_path):
         saved.count_step()
         resumed.count_step()
         assert resumed.active_block == saved.active_block
-    with pytest.raises(FileNotFoundError, match="not saved by a BAdam ZeRO-3 or FSDP2 run"):
+    with pytest.raises(FileNotFoundError, match="not saved by BAdam.s layer-wise optimizer"):
         read_schedule(tmp_path)

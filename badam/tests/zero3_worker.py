@@ -27,8 +27,8 @@ from distributed_worker import (
 )
 
 from badam import truncate_backward, unwrap
+from badam.checkpoint import load_checkpoint, save_checkpoint
 from badam.distributed import follow_block_switches, leave
-from badam.zero3 import load_checkpoint, save_checkpoint
 
 CONFIG = {
     "train_micro_batch_size_per_gpu": GLOBAL_BATCH // 2,
@@ -105,11 +105,11 @@ def case_resume(out):
     engine, optimizer = zero3_run(first)
     train(engine, RESUME_AT)
     checkpoint = Path(out).parent / "zero3_checkpoint"
-    save_checkpoint(engine, optimizer, checkpoint)
+    save_checkpoint(checkpoint, engine, optimizer)
 
     resumed = tiny_llama(layers=LAYERS, seed=7)
     engine, optimizer = zero3_run(resumed)
-    load_checkpoint(engine, optimizer, checkpoint)
+    load_checkpoint(checkpoint, engine, optimizer)
     train(engine, STEPS - RESUME_AT, first_step=RESUME_AT)
     got = full_params(resumed)
     if dist.get_rank() == 0:

@@ -14,7 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
-from badam.checkpoint import atomic_write_text
+from badam.atomic import atomic_write_text
 
 from .args import read_yaml, to_flags
 from .cli import run_cli

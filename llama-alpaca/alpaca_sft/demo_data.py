@@ -13,7 +13,7 @@ import json
 import random
 from pathlib import Path
 
-from badam.checkpoint import atomic_write_text
+from badam.atomic import atomic_write_text
 
 OUT = Path(__file__).resolve().parents[1] / "data" / "demo_instructions.jsonl"
 LETTERS = "abcdefghij"  # a small alphabet keeps every task learnable by a tiny model

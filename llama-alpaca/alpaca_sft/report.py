@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from badam.checkpoint import atomic_write_bytes
+from badam.atomic import atomic_write_bytes
 
 
 def losses(log_history: list[dict[str, Any]]) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:

@@ -21,7 +21,8 @@ from typing import Any
 from torch import nn
 from transformers import TrainerCallback
 
-from badam.checkpoint import CHECKPOINT_PATTERN, STAGING_PREFIX, atomic_write_json
+from badam.atomic import STAGING_PREFIX, atomic_write_json
+from badam.checkpoint import CHECKPOINT_PATTERN
 
 from .args import FinetuningArguments
 

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from transformers import set_seed
 
-from badam.checkpoint import atomic_write_json
+from badam.atomic import atomic_write_json
 from badam.hf_checkpoint import resolve_resume
 
 from .args import PURE_BF16_TYPES, parse_args
@@ -136,13 +136,9 @@ def _numel(param: torch.Tensor) -> int:
 
 def _trainable(optimizer: torch.optim.Optimizer) -> int:
     """Parameters the optimizer can update over the run (BAdam: all its blocks, not just the active one)."""
-    from badam import unwrap
-    from badam.fsdp import FSDPBlockOptimizer
+    from badam.unwrap import unwrap_bound
 
-    inner = unwrap(optimizer)
-    if isinstance(inner, FSDPBlockOptimizer):  # BAdam on FSDP2: the BlockOptimizer it built
-        inner = inner.block_optimizer
-    blocks = getattr(inner, "blocks", None)
+    blocks = getattr(unwrap_bound(optimizer), "blocks", None)
     if blocks is not None:
         return sum(_numel(p) for block in blocks for p in block)
     return sum(_numel(p) for g in optimizer.param_groups for p in g["params"])

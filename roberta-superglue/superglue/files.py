@@ -1,7 +1,7 @@
 """Files: reading that names the file and line of what is wrong, and atomic writes.
 
 Every file a run leaves behind (results, best model, run identity, tables) is written with
-`badam.checkpoint`'s atomic writes: a temporary file beside the target, fsynced, renamed over it, and
+`badam.atomic`'s atomic writes: a temporary file beside the target, fsynced, renamed over it, and
 the folder fsynced, so a kill at any moment leaves either the old file or the whole new one.
 """
 
@@ -13,9 +13,9 @@ from typing import Any
 
 import yaml
 
-# The repository's one atomic write (badam.checkpoint), under the names this package has always used.
-from badam.checkpoint import atomic_write_json as write_json_atomic  # noqa: F401
-from badam.checkpoint import atomic_write_text as write_text_atomic  # noqa: F401
+# The repository's one atomic write (badam.atomic), under the names this package has always used.
+from badam.atomic import atomic_write_json as write_json_atomic  # noqa: F401
+from badam.atomic import atomic_write_text as write_text_atomic  # noqa: F401
 
 
 def read_text(path: str | Path, what: str = "file") -> str:

@@ -26,7 +26,7 @@ from torch import nn
 from transformers import AutoModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from badam.checkpoint import file_problem
+from badam.atomic import file_problem
 
 Loaded = TypeVar("Loaded")
 

@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import TrainerCallback
 
-from badam.checkpoint import atomic_file, file_problem
+from badam.atomic import atomic_file, file_problem
 from superglue.files import read_json, write_json_atomic
 
 

@@ -27,10 +27,10 @@ from torch.optim import Optimizer
 from torch.utils.hooks import RemovableHandle
 
 from .bread import LoraMode, SGDCorrection, SgdMode, check_modes, corrected_blocks, is_lora_adapter
+from .holders import EngineStates, LocalStates
 from .partition import assign_blocks, did_you_mean, infer_block_prefixes, named_pairs, normalize_prefix_list
 from .precision import MasterCopies, needs_master
-from .schedule import BlockSchedule, SwitchMode
-from .zero3 import check_supported, is_zero3_partitioned
+from .schedule import SCHEDULE_KEY, BlockSchedule, SwitchMode
 
 logger = logging.getLogger("badam")
 
@@ -57,11 +57,9 @@ def saved_by(state_dict: Mapping[str, Any]) -> str:
         return "BlockOptimizer"
     if "mask_mode" in state_dict:
         return "BlockOptimizerRatio"
-    from .fsdp import SCHEDULE
-
     groups = state_dict.get("param_groups")
     if "state" in state_dict and isinstance(groups, list):
-        if groups and SCHEDULE in groups[0]:
+        if groups and SCHEDULE_KEY in groups[0]:
             return "FSDPBlockOptimizer"
         return "a plain torch.optim optimizer (it has only 'state' and 'param_groups')"
     return f"an unknown source (its keys: {', '.join(map(repr, list(state_dict)[:6]))})"
@@ -97,6 +95,17 @@ class BlockOptimizer(Optimizer):
 
     The positional order, up to ds_zero3_enabled, is the published package's; seed and the BREAD
     options are keyword-only.
+
+    The adapters' contract: what badam.holders, fsdp, zero3, distributed and checkpoint use, and
+    all that an engine adapter may use besides the torch.optim interface:
+        named_params, name_of: the parameters by name, and each parameter's name;
+        managed, blocks, block_prefixes: every parameter that some block or mode trains, the blocks;
+        group_of, grouped(params): the base-optimizer group index of each managed parameter;
+        trainable_params, active_block, schedule, global_step: what trains now, and where in the schedule;
+        holder, masters: who holds the masters and states (badam.holders), and the fp32 masters;
+        count_step(): count a step an engine ran itself; restore_schedule(): continue a saved one;
+        materialise_state(): allocate the state a checkpoint of this position holds;
+        register_switch_hook(hook): run `hook(optimizer)` after each switch.
     """
 
     def __init__(
@@ -131,18 +140,14 @@ class BlockOptimizer(Optimizer):
         check_modes(lora_mode, sgd_mode, sgd_lr_scaling)
         self.lora_mode = lora_mode
         self.sgd_mode = sgd_mode
-        self.ds_zero3_enabled = bool(ds_zero3_enabled)
         if isinstance(active_modules, str):
             raise TypeError(
                 f"active_modules must be a list of name substrings, e.g. [{active_modules!r}], not a string"
             )
-        if ds_zero3_enabled:
-            check_supported(self, active_modules)
-
         named = named_pairs(named_parameters_list)
-        if not ds_zero3_enabled and any(is_zero3_partitioned(p) for _, p in named):
-            raise ValueError("the parameters are partitioned by DeepSpeed ZeRO-3: pass ds_zero3_enabled=True")
         self.named_params = dict(named)
+        self.holder = EngineStates() if ds_zero3_enabled else LocalStates()
+        self.holder.check(self, active_modules)
         self.name_of = {param: name for name, param in named}
         self.group_of = self._map_groups(named)
         if block_prefix_list is None:
@@ -155,7 +160,6 @@ class BlockOptimizer(Optimizer):
             self.sgd = SGDCorrection([p for block in self.blocks for p in block], lr_of, sgd_lr_scaling, sgd_use_sign)
 
         self.schedule = BlockSchedule(len(self.blocks), switch_block_every, switch_mode, start_block, seed)
-        self.masters = MasterCopies()
         for param in self.named_params.values():
             param.requires_grad_(False)
             param.grad = None
@@ -239,6 +243,16 @@ class BlockOptimizer(Optimizer):
         self.base_optimizer.state = state
 
     @property
+    def masters(self) -> MasterCopies:
+        """The active block's fp32 master copies (empty when the engine holds them, under ZeRO-3)."""
+        return self.holder.masters
+
+    @property
+    def ds_zero3_enabled(self) -> bool:
+        """Whether DeepSpeed ZeRO-3's optimizer wrapper holds the masters and states (badam.zero3)."""
+        return self.holder.engine_held
+
+    @property
     def trainable_params(self) -> list[nn.Parameter]:
         """The model parameters the base optimizer trains now: the active block, the active modules
         and, with lora_mode, the LoRA adapters of the corrected blocks."""
@@ -265,18 +279,10 @@ class BlockOptimizer(Optimizer):
         return adam, sgd
 
     def _activate(self, block: int) -> None:
-        """Free what stops training (masters, states, gradients), set up what starts, regroup."""
+        """Make `block` the active one: the holder frees and creates state, then what trains is set."""
         adam, sgd = self._selection(block)
         keep = set(adam)
-        if self.ds_zero3_enabled:
-            self._hand_to_zero3()
-        else:
-            leaving = [p for p in self._adam if p not in keep]
-            for param in leaving:
-                param.grad = None
-                self.base_optimizer.state.pop(self.masters.optimized(param), None)
-            self.masters.release(leaving)
-            self.masters.create(adam)
+        self.holder.hold(self, [p for p in self._adam if p not in keep], adam)
         for param in self.managed:
             param.requires_grad_(param in keep or param in sgd)
             if not param.requires_grad:
@@ -284,9 +290,10 @@ class BlockOptimizer(Optimizer):
         if self.sgd is not None:
             self.sgd.targets = sgd
         self.active_block, self._adam = block, adam
-        if not self.ds_zero3_enabled:
-            for group, members in zip(self.base_optimizer.param_groups, self._grouped(adam)):
-                group["params"] = [self.masters.optimized(p) for p in members]
+        self._announce(block)
+
+    def _announce(self, block: int) -> None:
+        """Log the switch (verbose, log_fn) and run the switch hooks, which engines rely on."""
         if self.verbose and _is_rank_zero():
             line = (
                 f"BAdam: block {block}/{self.num_blocks} active ({', '.join(self.block_prefixes[block])}), "
@@ -295,7 +302,7 @@ class BlockOptimizer(Optimizer):
             )
             if self.verbose > 1:
                 # The published package prints at this level, whether or not logging is set up.
-                print("\n".join([line, *(f"  {self.name_of[p]}" for p in adam)]), flush=True)
+                print("\n".join([line, *(f"  {self.name_of[p]}" for p in self._adam)]), flush=True)
             else:
                 logger.info(line)
         if self.log_fn is not None:
@@ -305,22 +312,11 @@ class BlockOptimizer(Optimizer):
         for hook in self._switch_hooks.values():
             hook(self)
 
-    def _grouped(self, params: Sequence[nn.Parameter]) -> list[list[nn.Parameter]]:
+    def grouped(self, params: Sequence[nn.Parameter]) -> list[list[nn.Parameter]]:
         """`params` split by base-optimizer group, in the order the groups hold them."""
         return [
             [p for p in params if self.group_of[p] == index] for index in range(len(self.base_optimizer.param_groups))
         ]
-
-    def _hand_to_zero3(self) -> None:
-        """Set the groups up for DeepSpeed's ZeRO-3 wrapper, which builds its partitions from them.
-
-        Every group keeps all its managed parameters (the wrapper takes those that require grad), so
-        none is ever empty: DeepSpeed drops empty groups for good, which would shift the group of
-        every later block. The old states belong to the old block's flat partitions: drop them.
-        """
-        self.base_optimizer.state.clear()
-        for index, group in enumerate(self.base_optimizer.param_groups):
-            group["params"] = [p for p in self.managed if self.group_of[p] == index]
 
     def register_switch_hook(self, hook: Callable[[BlockOptimizer], None]) -> RemovableHandle:
         """Call `hook(optimizer)` after every block switch, once the new block is set up.
@@ -336,29 +332,18 @@ class BlockOptimizer(Optimizer):
         """One inner step on the active block, then the switch if the block has had its K steps.
 
         The gradients of low-precision parameters are consumed (upcast and freed) here, one tensor at
-        a time, so the block's fp32 gradient never exists as a whole.
+        a time, so the block's fp32 gradient never exists as a whole. Under ZeRO-3 the engine steps
+        its flat partitions through this, and badam.zero3 counts the steps instead.
         """
-        if self.ds_zero3_enabled:
-            if not is_zero3_partitioned(self.managed[0]):
-                # Stepping on its own, it would never switch blocks and keep bf16 Adam states.
-                raise RuntimeError(
-                    "ds_zero3_enabled=True, but this model is not under DeepSpeed ZeRO-3: hand the optimizer to "
-                    "deepspeed.initialize (or the Trainer with a stage-3 --deepspeed config), or pass ds_zero3_enabled=False"
-                )
-            # DeepSpeed calls this once per flat fp32 partition it updates; badam.zero3 counts steps.
-            return self.base_optimizer.step(closure)
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        self.masters.step(self.base_optimizer, self.trainable_params, self.group_of)
-        self.count_step()
+        loss, counts = self.holder.step(self, closure)
+        if counts:
+            self.count_step()
         return loss
 
     def count_step(self) -> None:
         """Count one finished inner step; switch to the next block once the active one had its K.
 
-        step() calls it; so does badam.zero3 for the steps DeepSpeed runs itself.
+        step() calls it; so does an adapter whose engine runs the steps itself (badam.zero3).
         """
         if self.schedule.advance():
             self._activate(self.schedule.current)
@@ -407,9 +392,7 @@ class BlockOptimizer(Optimizer):
             "active_block": self.active_block,
             "masters": {self.name_of[p]: m for p, m in self.masters.master_of.items()},
             "base_optimizer": self.base_optimizer.state_dict(),
-            "param_names": None
-            if self.ds_zero3_enabled
-            else [self.name_of[p] for members in self._grouped(self._adam) for p in members],
+            "param_names": self.holder.positions(self),
             "blocks": [[self.name_of[p] for p in block] for block in self.blocks],
             "param_shapes": {self.name_of[p]: list(_shape(p)) for p in self.managed},
         }
@@ -417,7 +400,9 @@ class BlockOptimizer(Optimizer):
     def restore_schedule(self, schedule: dict[str, Any], active_block: int) -> None:
         """Continue a saved schedule: its position, and its block set up as the active one."""
         self.schedule.load_state_dict(schedule)
-        if active_block != self.active_block or not self.ds_zero3_enabled:
+        # An engine's wrapper is built for the active block already; activating it again would clear
+        # the state the engine holds and rebuild the wrapper for nothing.
+        if active_block != self.active_block or not self.holder.engine_held:
             self._activate(active_block)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -442,7 +427,7 @@ class BlockOptimizer(Optimizer):
                 raise ValueError(
                     f"this state dict was saved {'under' if names is None else 'without'} DeepSpeed ZeRO-3, and this "
                     f"optimizer runs {'without' if names is None else 'under'} it: their base-optimizer states do not "
-                    "translate (under ZeRO-3, resume with badam.zero3.load_checkpoint)"
+                    "translate (under ZeRO-3, resume with badam.checkpoint.load_checkpoint)"
                 )
             self._check_params(state_dict["param_shapes"])
             here = self._match_blocks(state_dict["blocks"])
@@ -460,7 +445,7 @@ class BlockOptimizer(Optimizer):
         if self.ds_zero3_enabled and active_block != self.active_block:
             raise ValueError(
                 f"this checkpoint was saved with block {active_block} active, and DeepSpeed has built "
-                f"its partitions for block {self.active_block}: resume with badam.zero3.load_checkpoint, which "
+                f"its partitions for block {self.active_block}: resume with badam.checkpoint.load_checkpoint, which "
                 "switches to the saved block before the engine loads"
             )
         base = state_dict["base_optimizer"]
@@ -528,7 +513,7 @@ class BlockOptimizer(Optimizer):
     def _renumbered(self, saved: Mapping[str, Any], names: Sequence[str], active_block: int) -> dict[str, Any]:
         """The saved base-optimizer state dict, its positions moved to where each name sits here
         once `active_block` is active."""
-        ours = [[self.name_of[p] for p in members] for members in self._grouped(self._selection(active_block)[0])]
+        ours = [[self.name_of[p] for p in members] for members in self.grouped(self._selection(active_block)[0])]
         theirs = [[names[i] for i in group["params"]] for group in saved["param_groups"]]
         if len(theirs) != len(ours):
             raise ValueError(f"the state dict's base optimizer has {len(theirs)} param groups, this one {len(ours)}")

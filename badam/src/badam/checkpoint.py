@@ -1,110 +1,62 @@
-"""Checkpoint folders that appear only when complete, and the newest complete one.
+"""Every BAdam checkpoint: save and resume exactly on any engine, and find the newest complete one.
 
-A checkpoint is written into a staging folder beside its final name (`tmp-<name>`), every file and
-folder fsynced, then renamed into place; rename is atomic, so a kill at any moment leaves the old
-checkpoints as they were and the new one either whole or absent. A staging folder left behind by a
-killed save is never mistaken for a checkpoint (its name does not match `checkpoint-N`), and the
-next save of the same name clears it.
+    from badam.checkpoint import save_checkpoint, load_checkpoint
+    save_checkpoint("ckpt/step-100", model, optimizer)    # on every rank
+    load_checkpoint("ckpt/step-100", model, optimizer)    # into a freshly built model and optimizer
 
-    with atomic_file("out/best.safetensors") as tmp:   # one file: write it at `tmp`
-        save_file(weights, tmp)
-    with staged("out/checkpoint-500") as folder:   # a folder: write everything into `folder`
-        torch.save(state, folder / "state.pt")
-    newest, skipped = newest_complete("out")       # skipped: [(folder, why)] for newer, broken ones
+`model` is what the training loop calls: the module itself (one process, FSDP2's `fully_shard`),
+a DistributedDataParallel wrapper, or a ZeRO-3 DeepSpeedEngine; `optimizer` a BlockOptimizer or a
+BlockOptimizerRatio (or a wrapper around one). Load the model's weights, masters and states into a
+model and optimizer built as for the saved run; the block that was active becomes active first,
+since the engines hold state for the active block only.
 
-On several processes every rank writes into the same staging folder (a shared file system, as
-torch.distributed.checkpoint and DeepSpeed assume) and rank 0 publishes it between two barriers.
+On-disk contract. A checkpoint is one folder, published whole or not at all (badam.atomic.staged):
+
+    <folder>/
+      badam_schedule.json   {"schedule": BlockSchedule.state_dict(), "active_block": i}
+                            (layer-wise BAdam; read first on resume: which block to set up)
+      dcp/                  one process, DDP, FSDP2: torch.distributed.checkpoint, each rank its shards
+        model.<name>              the model's state_dict (DDP's "module." prefix stripped)
+        badam.param_groups        the base optimizer's hyperparameters per group (torch.save bytes)
+        badam.masters.<name>      fp32 master of each bf16/fp16 parameter of the active block
+        badam.state.<name>.<key>  the base optimizer's state of each trained parameter (exp_avg, ...)
+        badam.optimizer           ratio mode: its whole state_dict() (torch.save bytes) instead
+      deepspeed/            ZeRO-3: DeepSpeed's own checkpoint (engine.save_checkpoint, tag "deepspeed")
+
+The Hugging Face Trainer writes its own `checkpoint-N` folders (badam.hf_checkpoint stages them):
+its optimizer.pt holds `BlockOptimizer.state_dict()` (one process, DDP), or, under ZeRO-3 and
+FSDP2, DeepSpeed's or accelerate's files, with `badam_schedule.json` beside them.
+`newest_complete(output_dir)` is the newest of those a run can resume from.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
-import shutil
-import tempfile
-import zipfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
+from .atomic import STAGING_PREFIX, atomic_write_json, file_problem, staged
+from .block import BlockOptimizer
+from .ratio import BlockOptimizerRatio
+from .unwrap import unwrap_bound
+from .zero3 import catch_up, is_deepspeed_engine
+
+SCHEDULE_FILE = "badam_schedule.json"
+DCP_FOLDER = "dcp"
+DEEPSPEED_TAG = "deepspeed"
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
-STAGING_PREFIX = "tmp-"
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_tree(root: Path) -> None:
-    """Flush every file and folder under `root` (and `root` itself) to disk."""
-    for folder, _, files in os.walk(root):
-        for name in files:
-            _fsync(Path(folder) / name)
-        _fsync(Path(folder))
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-@contextmanager
-def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
-    """A temporary path beside `path` to write to; once the block completes it is fsynced and renamed
-    over `path`, so a reader sees the old file or the whole new one, never a part."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide the file from the user's group
-        _fsync(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync(path.parent)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_file(path) as tmp:
-        tmp.write_bytes(data)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
-
-
-def staging_path(final: str | os.PathLike) -> Path:
-    final = Path(final)
-    return final.with_name(STAGING_PREFIX + final.name)
-
-
-def publish(staging: Path, final: Path) -> None:
-    """Flush `staging` to disk and rename it to `final`, replacing an older `final` if there is one."""
-    fsync_tree(staging)
-    old = final.with_name(f"{STAGING_PREFIX}old-{final.name}")
-    if final.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-    os.replace(staging, final)
-    _fsync(final.parent)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _is_main() -> bool:
@@ -116,23 +68,115 @@ def _barrier() -> None:
         dist.barrier()
 
 
-@contextmanager
-def staged(final: str | os.PathLike) -> Iterator[Path]:
-    """Yield an empty staging folder for `final`; publish it as `final` when the block completes.
+def write_schedule(folder: str | os.PathLike, optimizer: BlockOptimizer) -> None:
+    """Write the block schedule a resumed run must start from into `folder`, atomically."""
+    state = {"schedule": optimizer.schedule.state_dict(), "active_block": optimizer.active_block}
+    atomic_write_json(Path(folder) / SCHEDULE_FILE, state)
 
-    An exception inside the block leaves `final` untouched (and the staging folder for inspection).
-    """
-    final = Path(final)
-    staging = staging_path(final)
-    if _is_main():
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-    _barrier()
-    yield staging
-    _barrier()
-    if _is_main():
-        publish(staging, final)
-    _barrier()
+
+def read_schedule(folder: str | os.PathLike) -> tuple[dict[str, Any], int]:
+    """(schedule, active block) that write_schedule left in `folder`."""
+    path = Path(folder) / SCHEDULE_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} does not exist: {folder} was not saved by BAdam's layer-wise optimizer, or the run stopped "
+            "while saving it"
+        )
+    saved = json.loads(path.read_text())
+    return saved["schedule"], saved["active_block"]
+
+
+def _optimizer(optimizer: Any) -> BlockOptimizer | BlockOptimizerRatio:
+    found = unwrap_bound(optimizer)
+    if found is None:
+        raise TypeError(
+            f"badam.checkpoint saves BAdam optimizers; {type(optimizer).__name__} is none (and wraps none): save a "
+            "plain torch optimizer with torch.save(optimizer.state_dict())"
+        )
+    return found
+
+
+@contextmanager
+def _one_process_is_intended() -> Iterator[None]:
+    # DCP warns on every call without a process group that it assumes one process: here it is meant.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled", category=UserWarning)
+        yield
+
+
+def _module(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def _dcp_state(model: nn.Module, optimizer: BlockOptimizer | BlockOptimizerRatio) -> dict[str, Any]:
+    """What torch.distributed.checkpoint saves and loads in place, keyed by parameter name."""
+    if isinstance(optimizer, BlockOptimizerRatio):
+        return {"model": _module(model).state_dict(), "badam": {"optimizer": io.BytesIO()}}
+    name_of = {id(optimizer.masters.optimized(p)): optimizer.name_of[p] for p in optimizer.trainable_params}
+    return {
+        "model": _module(model).state_dict(),
+        "badam": {
+            "param_groups": io.BytesIO(),
+            "masters": {optimizer.name_of[p]: m for p, m in optimizer.masters.master_of.items()},
+            "state": {name_of[id(t)]: state for t, state in optimizer.state.items()},
+        },
+    }
+
+
+def _hyperparameters(optimizer: BlockOptimizer) -> list[dict[str, Any]]:
+    return [{k: v for k, v in group.items() if k != "params"} for group in optimizer.base_optimizer.param_groups]
+
+
+def save_checkpoint(folder: str | os.PathLike, model: nn.Module, optimizer: Any) -> None:
+    """Save `model` and `optimizer` into `folder` (the on-disk contract above); call it on every rank."""
+    optimizer = _optimizer(optimizer)
+    layer_wise = isinstance(optimizer, BlockOptimizer)
+    if is_deepspeed_engine(model):
+        catch_up(model, optimizer)
+    with staged(folder) as staging:
+        if layer_wise and _is_main():
+            write_schedule(staging, optimizer)
+        _barrier()
+        if is_deepspeed_engine(model):
+            model.save_checkpoint(str(staging), tag=DEEPSPEED_TAG, save_latest=False)
+        else:
+            state = _dcp_state(model, optimizer)
+            blob = state["badam"]["param_groups" if layer_wise else "optimizer"]
+            torch.save(_hyperparameters(optimizer) if layer_wise else optimizer.state_dict(), blob)
+            with _one_process_is_intended():
+                dcp.save(state, checkpoint_id=str(staging / DCP_FOLDER), no_dist=not dist.is_initialized())
+
+
+def load_checkpoint(folder: str | os.PathLike, model: nn.Module, optimizer: Any) -> None:
+    """Resume from what `save_checkpoint` wrote: the saved block first, then weights, masters and states."""
+    folder = Path(folder)
+    optimizer = _optimizer(optimizer)
+    layer_wise = isinstance(optimizer, BlockOptimizer)
+    if layer_wise:
+        optimizer.restore_schedule(*read_schedule(folder))
+    if is_deepspeed_engine(model):
+        if not (folder / DEEPSPEED_TAG).is_dir():
+            raise FileNotFoundError(f"{folder / DEEPSPEED_TAG} does not exist: {folder} was not saved under DeepSpeed")
+        model.load_checkpoint(str(folder), tag=DEEPSPEED_TAG)
+        return
+    if not (folder / DCP_FOLDER).is_dir():
+        raise FileNotFoundError(
+            f"{folder / DCP_FOLDER} does not exist: {folder} was saved under DeepSpeed, or is no BAdam checkpoint"
+        )
+    if layer_wise:
+        # DCP loads in place, into state tensors that must exist first.
+        optimizer.materialise_state()
+    state = _dcp_state(model, optimizer)
+    with _one_process_is_intended():
+        dcp.load(state, checkpoint_id=str(folder / DCP_FOLDER), no_dist=not dist.is_initialized())
+    blob = state["badam"]["param_groups" if layer_wise else "optimizer"]
+    blob.seek(0)
+    saved = torch.load(blob, weights_only=True)
+    if not layer_wise:
+        optimizer.load_state_dict(saved)
+        return
+    for group, hyperparameters in zip(optimizer.base_optimizer.param_groups, saved):
+        group.update(hyperparameters)
 
 
 def trainer_checkpoint_problem(folder: Path) -> str | None:
@@ -158,29 +202,6 @@ def trainer_checkpoint_problem(folder: Path) -> str | None:
         problem = file_problem(path)
         if problem is not None:
             return f"{path.relative_to(folder)} {problem} (the save did not finish)"
-    return None
-
-
-def file_problem(path: Path) -> str | None:
-    """Why a checkpoint file is cut short, read from its own framing: empty, a torch.save zip without its
-    central directory, or a safetensors file shorter than its header says."""
-    size = path.stat().st_size
-    if size == 0:
-        return "is empty"
-    if path.suffix in (".pt", ".pth", ".bin") and not zipfile.is_zipfile(path):
-        return "is truncated (not a whole torch.save archive)"
-    if path.suffix == ".safetensors":
-        with path.open("rb") as f:
-            header_size = int.from_bytes(f.read(8), "little")
-            try:
-                header = json.loads(f.read(header_size)) if 8 + header_size <= size else None
-            except ValueError:
-                header = None
-        if header is None:
-            return "is truncated (its header is cut short)"
-        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
-        if 8 + header_size + end > size:
-            return f"is truncated ({size} bytes of {8 + header_size + end})"
     return None
 
 

@@ -22,26 +22,23 @@ FSDP2 sharded by accelerate (the Trainer's FSDP) goes through badam.fsdp.
 
 FSDP2 (`torch.distributed.fsdp.fully_shard`) needs nothing at switch time: the parameters are
 DTensors, so the fp32 masters and optimizer states of the active block are sharded like them, and
-FSDP2 reduce-scatters only the gradients that exist. Build the optimizer after sharding. Checkpoints
-go through torch.distributed.checkpoint, each rank writing its shards:
+FSDP2 reduce-scatters only the gradients that exist. Build the optimizer after sharding.
 
-    save_checkpoint("ckpt/step-100", model, optimizer)
-    load_checkpoint("ckpt/step-100", model, optimizer)     # into a fresh sharded model + optimizer
+Checkpoints of every engine go through badam.checkpoint (`save_checkpoint(folder, model, optimizer)`).
+`leave()` ends a torchrun program without the teardown that can abort a gloo rank.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import sys
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import torch
-import torch.distributed.checkpoint as dcp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from .checkpoint import staged
+from .zero3 import follow_engine, is_deepspeed_engine
 
 if TYPE_CHECKING:
     from .block import BlockOptimizer
@@ -66,21 +63,12 @@ def rebuild_reducer(ddp: DistributedDataParallel) -> None:
         ) from error
 
 
-def _deepspeed_engine_class() -> type | None:
-    """DeepSpeedEngine if DeepSpeed is in use (imported), else None: importing it costs seconds."""
-    deepspeed = sys.modules.get("deepspeed")
-    return getattr(deepspeed, "DeepSpeedEngine", None)
-
-
 def follow_block_switches(engine: nn.Module, optimizer: BlockOptimizer) -> None:
     """Keep `engine` (DDP, or a ZeRO-3 DeepSpeedEngine) training exactly the block `optimizer` trains."""
     if isinstance(engine, DistributedDataParallel):
         optimizer.register_switch_hook(lambda _: rebuild_reducer(engine))
         return
-    deepspeed_engine = _deepspeed_engine_class()
-    if deepspeed_engine is not None and isinstance(engine, deepspeed_engine):
-        from .zero3 import follow_engine
-
+    if is_deepspeed_engine(engine):
         follow_engine(engine, optimizer)
         return
     raise TypeError(f"expected DistributedDataParallel or a DeepSpeedEngine, got {type(engine).__name__}")
@@ -93,10 +81,10 @@ def follow_wrapping(model: nn.Module, optimizer: BlockOptimizer) -> None:
     each module until a wrapper whose module is `model` runs, or `model` itself runs unwrapped (no
     such engine then: FSDP2, or one process), then removes itself.
     """
-    wrappers = tuple(c for c in (DistributedDataParallel, _deepspeed_engine_class()) if c is not None)
 
     def find(module: nn.Module, args: Any) -> None:
-        if isinstance(module, wrappers) and module.module is model:
+        wrapper = isinstance(module, DistributedDataParallel) or is_deepspeed_engine(module)
+        if wrapper and module.module is model:
             handle.remove()
             follow_block_switches(module, optimizer)
         elif module is model:
@@ -117,54 +105,3 @@ def leave(code: int = 0) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
-
-
-def _state_by_name(optimizer: BlockOptimizer) -> dict[str, dict[str, torch.Tensor]]:
-    """The base optimizer's per-parameter state keyed by model parameter name (not by position)."""
-    name_of_optimized = {id(optimizer.masters.optimized(p)): optimizer.name_of[p] for p in optimizer.trainable_params}
-    return {name_of_optimized[id(t)]: state for t, state in optimizer.state.items()}
-
-
-def _checkpoint_state(model: nn.Module, optimizer: BlockOptimizer, meta: io.BytesIO) -> dict[str, Any]:
-    return {
-        "model": model.state_dict(),
-        "badam": {
-            "meta": meta,
-            "masters": {optimizer.name_of[p]: m for p, m in optimizer.masters.master_of.items()},
-            "state": _state_by_name(optimizer),
-        },
-    }
-
-
-def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: BlockOptimizer) -> None:
-    """Save a sharded (FSDP2) or replicated model with its BAdam state, the torch.distributed.checkpoint way.
-
-    Every rank writes its own shards; the block schedule and hyperparameters ride along as one blob.
-    The folder appears only once every rank's shards are written (badam.checkpoint).
-    """
-    meta = io.BytesIO()
-    state = optimizer.state_dict()
-    groups = [{k: v for k, v in group.items() if k != "params"} for group in state["base_optimizer"]["param_groups"]]
-    torch.save({"schedule": state["schedule"], "active_block": state["active_block"], "param_groups": groups}, meta)
-    with staged(path) as folder:
-        dcp.save(_checkpoint_state(model, optimizer, meta), checkpoint_id=str(folder))
-
-
-def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: BlockOptimizer) -> None:
-    """Load what `save_checkpoint` wrote into a freshly built (and sharded) model and optimizer.
-
-    First the schedule, to know which block was training; then that block is activated, its state
-    materialised, and model weights, masters and states are loaded in place, shard by shard.
-    """
-    head = {"badam": {"meta": io.BytesIO()}}
-    dcp.load(head, checkpoint_id=str(path))
-    head["badam"]["meta"].seek(0)
-    meta = torch.load(head["badam"]["meta"], weights_only=True)
-    optimizer.schedule.load_state_dict(meta["schedule"])
-    optimizer._activate(meta["active_block"])
-    optimizer.materialise_state()
-    target = _checkpoint_state(model, optimizer, io.BytesIO())
-    del target["badam"]["meta"]
-    dcp.load(target, checkpoint_id=str(path))
-    for group, saved in zip(optimizer.base_optimizer.param_groups, meta["param_groups"]):
-        group.update(saved)

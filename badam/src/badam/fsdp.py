@@ -35,13 +35,13 @@ from torch.distributed.fsdp import FSDPModule
 from torch.optim import Optimizer
 
 from .block import BlockOptimizer
+from .schedule import SCHEDULE_KEY
 
 MASTER = "badam_master"
-SCHEDULE = "badam_schedule"
 
 
 def _hyperparameters(group: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in group.items() if key not in ("params", SCHEDULE)}
+    return {key: value for key, value in group.items() if key not in ("params", SCHEDULE_KEY)}
 
 
 class FSDPBlockOptimizer(Optimizer):
@@ -141,7 +141,7 @@ class FSDPBlockOptimizer(Optimizer):
                 "schedule": self.block_optimizer.schedule.state_dict(),
                 "active_block": self.block_optimizer.active_block,
             }
-            groups[0][SCHEDULE] = json.dumps(schedule)
+            groups[0][SCHEDULE_KEY] = json.dumps(schedule)
         return {"state": {index[p]: entry for p, entry in state.items()}, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -151,11 +151,11 @@ class FSDPBlockOptimizer(Optimizer):
             raise ValueError(f"the state dict has {len(groups)} param groups, this optimizer {len(self.param_groups)}")
         for mine, saved in zip(self.param_groups, groups):
             mine.update(_hyperparameters(saved))
-        if not state_dict["state"] and SCHEDULE not in groups[0]:
+        if not state_dict["state"] and SCHEDULE_KEY not in groups[0]:
             return  # hyperparameters only: accelerate's round trip through an optimizer not bound yet
         optimizer = self._bound("load optimizer state")
-        if SCHEDULE in groups[0]:
-            saved = json.loads(groups[0][SCHEDULE])
+        if SCHEDULE_KEY in groups[0]:
+            saved = json.loads(groups[0][SCHEDULE_KEY])
             if saved["active_block"] != optimizer.active_block:
                 raise ValueError(
                     f"this checkpoint was saved with block {saved['active_block']} active and this optimizer trains "

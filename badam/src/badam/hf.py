@@ -37,6 +37,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .block import BlockOptimizer
+from .checkpoint import SCHEDULE_FILE, read_schedule, write_schedule
 from .clipping import clip_grad_norm_old_version
 from .distributed import follow_wrapping
 from .fsdp import FSDPBlockOptimizer
@@ -44,7 +45,6 @@ from .hf_checkpoint import resolve_resume
 from .ratio import BlockOptimizerRatio
 from .truncation import truncate_backward
 from .unwrap import unwrap
-from .zero3 import SCHEDULE_FILE, read_schedule, write_schedule
 
 
 def decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

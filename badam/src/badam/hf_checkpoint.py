@@ -10,7 +10,7 @@
 
 With the mixin:
 - every `checkpoint-N` is written into `tmp-checkpoint-N/` and renamed into place once every file
-  is on disk (badam.checkpoint), so a kill mid-save leaves the previous checkpoints whole and no
+  is on disk (badam.atomic), so a kill mid-save leaves the previous checkpoints whole and no
   `checkpoint-N` that cannot be resumed from. Callbacks that add files to a checkpoint (BAdam's
   block schedule under ZeRO-3 and FSDP2) implement `write_checkpoint_files(folder, args, state)`,
   which runs inside the staging folder, before the rename.
@@ -32,7 +32,8 @@ from typing import Any
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
-from .checkpoint import STAGING_PREFIX, newest_complete, publish, trainer_checkpoint_problem
+from .atomic import STAGING_PREFIX, publish
+from .checkpoint import newest_complete, trainer_checkpoint_problem
 from .preemption import Preempted, StopRequest
 
 logger = logging.getLogger(__name__)

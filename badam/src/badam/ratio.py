@@ -48,9 +48,9 @@ from torch.optim.optimizer import ParamsT
 
 from .block import saved_by
 from .clipping import clip_tensors_, register_gatherer
+from .holders import is_zero3_partitioned
 from .partition import embedding_prefixes, lm_head_prefixes, named_pairs
 from .precision import LOW_PRECISION
-from .zero3 import is_zero3_partitioned
 
 logger = logging.getLogger("badam")
 

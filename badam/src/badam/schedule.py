@@ -18,6 +18,8 @@ from typing import Any, Literal, get_args
 
 SwitchMode = Literal["random", "ascending", "descending", "fixed"]
 SWITCH_MODES: tuple[str, ...] = get_args(SwitchMode)
+# Where FSDPBlockOptimizer's state dict carries the schedule (its first param group), for readers of it.
+SCHEDULE_KEY = "badam_schedule"
 
 
 def suggest_switch_every(num_samples: int, batch_size: int, num_blocks: int) -> int:

@@ -5,6 +5,7 @@ the optimizer they were given as `.optimizer`; this peels them until a BAdam opt
 
     from badam import unwrap
     block_optimizer = unwrap(trainer.optimizer)   # None for a plain torch optimizer
+    unwrap_bound(trainer.optimizer)               # FSDP2: the BlockOptimizer bound to the shards
 """
 
 from __future__ import annotations
@@ -25,3 +26,10 @@ def unwrap(optimizer: Any) -> BAdamOptimizer | None:
     ):
         optimizer = getattr(optimizer, "optimizer", None)
     return optimizer
+
+
+def unwrap_bound(optimizer: Any) -> BlockOptimizer | BlockOptimizerRatio | None:
+    """The BAdam optimizer that holds the state: `unwrap`'s, and for an FSDPBlockOptimizer the
+    BlockOptimizer it has bound to the sharded model (None before the model is sharded)."""
+    found = unwrap(optimizer)
+    return found.bind() if isinstance(found, FSDPBlockOptimizer) else found

@@ -19,58 +19,37 @@ Plain PyTorch loop, under `deepspeed` or `torchrun`:
     for batch in loader:
         engine.backward(engine(**batch).loss)
         engine.step()
-    save_checkpoint(engine, optimizer, "ckpt")          # this module's; resume with load_checkpoint
+    save_checkpoint("ckpt/step-100", engine, optimizer)  # badam.checkpoint, as for every engine
 
 Hugging Face Trainer with `--deepspeed scripts/configs/ds_z3_config.json`: `badam.hf` does all of it.
 
 DeepSpeed keeps one optimizer state per flat partition, so a parameter cannot keep its Adam moments
 across a switch: modes that train something across switches (`active_modules`, BREAD) and
-optimizers that need per-tensor shapes (Adam-mini, the ratio mode) are refused here; they run on
-FSDP2.
+optimizers that need per-tensor shapes (Adam-mini, the ratio mode) are refused (badam.holders'
+EngineStates); they run on FSDP2.
+
+This adapter uses the BlockOptimizer's adapter contract: `count_step()`, `global_step`,
+`register_switch_hook()` and `ds_zero3_enabled` (the EngineStates holder).
 """
 
 from __future__ import annotations
 
-import json
-import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import torch
-
-from .checkpoint import atomic_write_json, atomic_write_text, staged
 
 if TYPE_CHECKING:
     from .block import BlockOptimizer
 
-SCHEDULE_FILE = "badam_schedule.json"
 _MISSING = object()
 
 
-def is_zero3_partitioned(param: torch.Tensor) -> bool:
-    """Whether DeepSpeed ZeRO-3 has partitioned `param` (its data then lives in `param.ds_tensor`)."""
-    return hasattr(param, "ds_id")
-
-
-def check_supported(optimizer: BlockOptimizer, active_modules: Any) -> None:
-    """Refuse, with the reason, what ZeRO-3's flat per-partition optimizer states cannot express."""
-    from .adam_mini import AdamMini
-
-    reasons = []
-    if active_modules:
-        reasons.append(f"active_modules={list(active_modules)} (their Adam moments would restart at every switch)")
-    if optimizer.lora_mode is not None or optimizer.sgd_mode != "disabled":
-        reasons.append("BREAD (lora_mode / sgd_mode): its corrections train across block switches")
-    if isinstance(optimizer.base_optimizer, AdamMini):
-        reasons.append("an AdamMini base optimizer: it needs each tensor's shape, and ZeRO-3 steps flat partitions")
-    if reasons:
-        raise ValueError(
-            "BlockOptimizer(ds_zero3_enabled=True) cannot run with "
-            + "; ".join(reasons)
-            + ". Use FSDP2 (badam.distributed) for these."
-        )
+def is_deepspeed_engine(obj: Any) -> bool:
+    """Whether `obj` is a DeepSpeedEngine; False without importing DeepSpeed (which costs seconds) if unused."""
+    deepspeed = sys.modules.get("deepspeed")
+    engine_class = getattr(deepspeed, "DeepSpeedEngine", None)
+    return engine_class is not None and isinstance(obj, engine_class)
 
 
 def applied_steps(engine: Any) -> int:
@@ -141,58 +120,3 @@ def follow_engine(engine: Any, optimizer: BlockOptimizer) -> None:
     # An engine found during its first forward (badam.distributed.follow_wrapping) may have loaded a
     # checkpoint already, and that forward has gone past the hook just registered.
     catch_up(engine, optimizer)
-
-
-def _resolve_tag(save_dir: Path, tag: str | None) -> str:
-    if tag is not None:
-        return tag
-    latest = save_dir / "latest"
-    if not latest.is_file():
-        raise FileNotFoundError(f"{latest} does not exist: no DeepSpeed checkpoint in {save_dir}, or pass its tag")
-    return latest.read_text().strip()
-
-
-def save_checkpoint(engine: Any, optimizer: BlockOptimizer, save_dir: str | os.PathLike, tag: str | None = None) -> str:
-    """`engine.save_checkpoint`, plus the block schedule that `load_checkpoint` restores first.
-
-    Both go into a staging folder that becomes `save_dir/tag` only once complete (badam.checkpoint);
-    `latest` is pointed at the tag after that, so a kill at any moment leaves every visible tag whole.
-    """
-    catch_up(engine, optimizer)
-    tag = tag or f"global_step{engine.global_steps}"
-    with staged(Path(save_dir) / tag) as folder:
-        if torch.distributed.get_rank() == 0:
-            write_schedule(folder, optimizer)
-        torch.distributed.barrier()
-        engine.save_checkpoint(str(folder.parent), tag=folder.name, save_latest=False)
-    if torch.distributed.get_rank() == 0:
-        atomic_write_text(Path(save_dir) / "latest", tag)
-    torch.distributed.barrier()
-    return tag
-
-
-def write_schedule(folder: Path, optimizer: BlockOptimizer) -> None:
-    """Write the block schedule a resumed ZeRO-3 or FSDP2 run must start from into `folder`, atomically."""
-    atomic_write_json(
-        folder / SCHEDULE_FILE, {"schedule": optimizer.schedule.state_dict(), "active_block": optimizer.active_block}
-    )
-
-
-def read_schedule(folder: str | os.PathLike) -> tuple[dict[str, Any], int]:
-    """(schedule, active block) that write_schedule left in `folder`."""
-    path = Path(folder) / SCHEDULE_FILE
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} does not exist: {folder} was not saved by a BAdam ZeRO-3 or FSDP2 run, or the run stopped while saving it"
-        )
-    saved = json.loads(path.read_text())
-    return saved["schedule"], saved["active_block"]
-
-
-def load_checkpoint(
-    engine: Any, optimizer: BlockOptimizer, save_dir: str | os.PathLike, tag: str | None = None
-) -> None:
-    """Resume exactly: switch to the saved block (so the engine's partitions match), then load."""
-    tag = _resolve_tag(Path(save_dir), tag)
-    optimizer.restore_schedule(*read_schedule(Path(save_dir) / tag))
-    engine.load_checkpoint(str(save_dir), tag=tag)

@@ -84,13 +84,9 @@ def _updating(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
     BAdam's FSDP2 face (badam.fsdp, possibly inside accelerate's wrapper) shows model parameters in
     its groups and the fp32 masters in its state; the BlockOptimizer inside shows them as they are.
     """
-    from ..fsdp import FSDPBlockOptimizer
-    from ..unwrap import unwrap
+    from ..unwrap import unwrap_bound
 
-    inner = unwrap(optimizer)
-    if isinstance(inner, FSDPBlockOptimizer) and inner.block_optimizer is not None:
-        return inner.block_optimizer
-    return optimizer
+    return unwrap_bound(optimizer) or optimizer
 
 
 def held_bytes(optimizer: torch.optim.Optimizer, model: nn.Module) -> HeldBytes:
