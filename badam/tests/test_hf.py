@@ -167,3 +167,28 @@ def test_fsdp_runs_on_fsdp2_without_mixed_precision(monkeypatch):
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
     with pytest.raises(ValueError, match="needs mixed precision off"):
         _engine(args(fsdp=""))
+
+
+def test_ratio_mode_is_the_same_call_with_args_settings_and_a_no_decay_group(tmp_path, monkeypatch):
+    from badam import BlockOptimizerRatio
+    from badam.hf import BAdamCallback
+
+    model = tiny_llama()
+    args = training_args(tmp_path, 1, adam_beta1=0.8, adam_epsilon=1e-6, seed=3)
+    kwargs = badam_trainer_kwargs(model, args, badam_mode="ratio", update_ratio=0.25, switch_every=7)
+    optimizer = kwargs["optimizers"][0]
+    assert isinstance(optimizer, BlockOptimizerRatio) and isinstance(kwargs["callbacks"][0], BAdamCallback)
+    assert (optimizer.update_ratio, optimizer.switch_every, optimizer.seed) == (0.25, 7, 3)
+    decay, no_decay = optimizer.param_groups
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+    assert all(p.ndim == 1 for p in no_decay["params"]) and all(p.ndim == 2 for p in decay["params"])
+    assert decay["lr"] == 5e-3 and decay["betas"] == (0.8, 0.999) and decay["eps"] == 1e-6
+
+    with pytest.raises(ValueError, match="base_optimizer_fn applies to the layer-wise mode only"):
+        badam_trainer_kwargs(model, args, base_optimizer_fn=torch.optim.SGD, badam_mode="ratio")
+    with pytest.raises(ValueError, match="unknown badam_mode 'blocks'"):
+        badam_trainer_kwargs(model, args, badam_mode="blocks")
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setenv("FSDP_VERSION", "2")
+    with pytest.raises(ValueError, match="ratio mode .* not on fsdp2"):
+        badam_trainer_kwargs(model, args, badam_mode="ratio")

@@ -104,21 +104,19 @@ def lora(model, ft, args):
 
 
 def sparse(model, ft, args):
-    from badam.ratio import BlockOptimizerRatio
+    from badam.hf import badam_trainer_kwargs
 
     # The Trainer's max_grad_norm clips it too: SFTTrainer installs badam.hf.clip_ratio_gradients.
-    optimizer = BlockOptimizerRatio(
-        model.parameters(),
-        list(model.named_parameters()),
+    return model, badam_trainer_kwargs(
+        model,
+        args,
+        badam_mode="ratio",
         switch_every=ft.switch_block_every,
         update_ratio=ft.update_ratio,
         mask_mode=ft.mask_mode,
         include_embedding=ft.include_embedding,
         include_lm_head=ft.include_lm_head,
-        seed=args.seed,
-        **_adam_kwargs(args),
     )
-    return model, {"optimizers": (optimizer, None)}
 
 
 def bread_lora(model, ft, args):

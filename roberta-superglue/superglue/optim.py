@@ -6,9 +6,9 @@
 - block: BAdam (`badam.hf.badam_trainer_kwargs`): one encoder layer trains at a time, K steps each,
   in ascending order. --train_last_layer keeps the fresh pooler and head trainable throughout
   (BlockOptimizer's active_modules); without it they are one more block, after the last layer.
-- sparse: BAdam's ratio variant (`badam.ratio.BlockOptimizerRatio`): every tensor trains a moving
-  `update_ratio` share of its entries, switched every K steps; --train_last_layer trains the pooler
-  and head in full (ratio 1). Its hooks gather the active gradient entries during backward; the
+- sparse: BAdam's ratio variant (BlockOptimizerRatio, through the same badam_trainer_kwargs with
+  badam_mode="ratio"): every tensor trains a moving `update_ratio` share of its entries, switched
+  every K steps; --train_last_layer trains the pooler and head in full (ratio 1). Its hooks gather the active gradient entries during backward; the
   Trainer's max_grad_norm clips those by their global norm, which it logs as grad_norm
   (SuperGLUETrainer installs badam.hf.clip_ratio_gradients).
 """
@@ -82,21 +82,15 @@ def prepare(name: str, model: TaskModel, args: TrainingArguments, settings) -> t
         return model, badam_trainer_kwargs(
             model, args, switch_block_every=settings.switch_every, switch_mode=settings.switch_mode, **placement
         )
-    from badam.hf import decay_groups
-    from badam.ratio import BlockOptimizerRatio
+    from badam.hf import badam_trainer_kwargs
 
-    optimizer = BlockOptimizerRatio(
-        decay_groups(model, args.weight_decay),
-        list(model.named_parameters()),
+    return model, badam_trainer_kwargs(
+        model,
+        args,
+        badam_mode="ratio",
         switch_every=settings.switch_every,
         update_ratio=settings.update_ratio,
         mask_mode=settings.mask_mode,
-        lr=args.learning_rate,
-        betas=(args.adam_beta1, args.adam_beta2),
-        eps=args.adam_epsilon,
-        weight_decay=args.weight_decay,
         include_embedding=False,
         param_update_ratios={prefix: 1.0 for prefix in last_layer} if settings.train_last_layer else None,
-        seed=args.seed,
     )
-    return model, {"optimizers": (optimizer, None)}

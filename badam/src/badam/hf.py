@@ -5,6 +5,9 @@
                       **badam_trainer_kwargs(model, args, switch_block_every=100, switch_mode="random"))
     trainer.train()            # also trainer.train(resume_from_checkpoint=...) resumes exactly
 
+Ratio mode is the same call with `badam_mode="ratio"` (and BlockOptimizerRatio's options), plus
+`clip_ratio_gradients(trainer)` after the Trainer is built, as LLaMA-Factory does.
+
 The base optimizer is the one `args.optim` names (AdamW by default) with `args`' learning rate,
 betas, epsilon and weight decay; biases and norm weights go to a no-decay group. The Trainer builds
 the learning-rate scheduler on the BlockOptimizer from `args` as usual, saves the optimizer's full
@@ -28,7 +31,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 from types import MethodType
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -252,19 +255,55 @@ def _restores_into_active_block(optimizer: BlockOptimizer | FSDPBlockOptimizer) 
     return isinstance(optimizer, FSDPBlockOptimizer) or optimizer.ds_zero3_enabled
 
 
+def create_ratio_optimizer(model: nn.Module, args: TrainingArguments, **ratio_kwargs: Any) -> BlockOptimizerRatio:
+    """A BlockOptimizerRatio over `model` with `args`' Adam settings, seed and no-decay group.
+
+    `ratio_kwargs` go to BlockOptimizerRatio (update_ratio, switch_every, mask_mode, ...).
+    """
+    engine = _engine(args)
+    if engine is not None:
+        raise ValueError(
+            f"ratio mode (BlockOptimizerRatio) runs on one process or DDP, not on {engine}: it keeps a dense "
+            "state per tensor and gathers gradient entries in backward. Use the layer-wise mode there."
+        )
+    ratio_kwargs = {
+        "lr": args.learning_rate,
+        "betas": (args.adam_beta1, args.adam_beta2),
+        "eps": args.adam_epsilon,
+        "weight_decay": args.weight_decay,
+        "seed": args.seed,
+        **ratio_kwargs,
+    }
+    return BlockOptimizerRatio(decay_groups(model, args.weight_decay), list(model.named_parameters()), **ratio_kwargs)
+
+
 def badam_trainer_kwargs(
     model: nn.Module,
     args: TrainingArguments,
     resume_from_checkpoint: str | os.PathLike | bool | None = None,
     base_optimizer_fn: Callable[[nn.Module], Optimizer] | None = None,
-    **block_kwargs: Any,
+    *,
+    badam_mode: Literal["layer", "ratio"] = "layer",
+    **optimizer_kwargs: Any,
 ) -> dict[str, Any]:
     """The optimizer and `callbacks` arguments that turn a Trainer into a BAdam trainer.
+
+    badam_mode "layer" (BlockOptimizer; `optimizer_kwargs` are its switch_block_every, switch_mode,
+    ...) or "ratio" (BlockOptimizerRatio; update_ratio, switch_every, mask_mode, ...), the names
+    LLaMA-Factory's `badam_mode` uses. In ratio mode also call `clip_ratio_gradients(trainer)` once
+    the Trainer exists, so that `max_grad_norm` clips its gathered gradients.
 
     `resume_from_checkpoint`: under ZeRO-3 or FSDP2, the checkpoint that `trainer.train` will resume
     from (True or "last": the newest complete one in args.output_dir).
     """
-    optimizer = create_badam_optimizer(model, args, resume_from_checkpoint, base_optimizer_fn, **block_kwargs)
+    if badam_mode == "ratio":
+        if base_optimizer_fn is not None:
+            raise ValueError("ratio mode has Adam built in: base_optimizer_fn applies to the layer-wise mode only")
+        optimizer = create_ratio_optimizer(model, args, **optimizer_kwargs)
+        return {"optimizers": (optimizer, None), "callbacks": [BAdamCallback(optimizer, model)]}
+    if badam_mode != "layer":
+        raise ValueError(f"unknown badam_mode {badam_mode!r}; choose 'layer' or 'ratio'")
+    optimizer = create_badam_optimizer(model, args, resume_from_checkpoint, base_optimizer_fn, **optimizer_kwargs)
     callbacks = [BAdamCallback(optimizer, model)]
     if _restores_into_active_block(optimizer):
         # The Trainer drops `optimizers` under DeepSpeed and refuses them under FSDP, but builds its
