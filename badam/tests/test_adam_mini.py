@@ -319,12 +319,13 @@ def peak_bytes_per_active_param(base: torch.optim.Optimizer, model: nn.Module, s
     return worst
 
 
-def test_block_optimizer_peak_is_under_12_bytes_per_active_parameter():
+def test_block_optimizer_peak_with_adam_mini_is_under_10_5_bytes_per_active_parameter():
     enable_cpu_allocation_accounting()  # before the models: the step's frees of gradients are seen
     model = layer_heavy_llama()
     ours = peak_bytes_per_active_param(AdamMini.from_model(model, lr=1e-4), model)
     model = layer_heavy_llama()
     with_adamw = peak_bytes_per_active_param(torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=False), model)
-    # bf16 gradient 2 + fp32 master 4 + m 4 + v 0.02, then one tensor's fp32 gradient at a time
-    assert ours <= 12.0  # measured 10.35
-    assert with_adamw - ours > 4.0  # AdamW: 15.56
+    # bf16 gradient 2 + fp32 master 4 + m 4 + v 0.02, then one slice of one tensor (badam.tensor_step)
+    assert ours <= 10.5  # measured 10.18
+    # AdamW holds v's 4 bytes more, and the same slice: measured 14.08
+    assert 3.5 < with_adamw - ours < 4.0

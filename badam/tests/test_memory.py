@@ -20,6 +20,7 @@ from badam.memory import (
     main,
     track_peak,
 )
+from badam.tensor_step import slice_numel
 
 MB = 1 << 20
 
@@ -119,14 +120,14 @@ def test_badam_ours_uses_the_peak_block():
     plain = estimate("badam", "llama2-7b").ours
     assert (plain.gradients, plain.master_copies) == (2 * layer, 4 * layer)
     assert plain.optimizer_states == 8 * layer + 4 * 9  # m, v and one step counter per tensor
-    assert plain.transient == 12 * 4096 * 11008  # an MLP matrix is a layer's largest tensor
+    assert plain.transient == 4 * slice_numel(layer)  # one fp32 slice, 1/256 of the layer
 
-    # As a block, the embedding is smaller than a layer but is one big tensor: its transient wins.
+    # The embedding as a block is one big tensor, but smaller than a layer: slices are sized by the
+    # block, so the layer stays the peak.
     embedding = 32000 * 4096
     result = estimate("badam", "llama2-7b", include_embedding=True)
-    assert result.num_blocks == 33
-    assert 14 * embedding + 12 * embedding > 14 * layer + 12 * 4096 * 11008
-    assert (result.ours.gradients, result.ours.transient) == (2 * embedding, 12 * embedding)
+    assert result.num_blocks == 33 and embedding < layer
+    assert (result.ours.gradients, result.ours.transient) == (2 * layer, 4 * slice_numel(layer))
     assert result.table12.gradients == round(4 * (32 * layer + embedding) / 33)
 
 
@@ -167,7 +168,7 @@ def test_adam_mini_estimates():
     assert result.table1.total == pytest.approx(2 * m + 12 * m / 32, abs=2)
     ours = result.ours
     assert (ours.gradients, ours.master_copies, ours.optimizer_states) == (2 * layer, 4 * layer, 4 * layer)
-    assert ours.transient == 4 * 4096 * 11008  # one MLP matrix's fp32 gradient
+    assert ours.transient == 4 * slice_numel(layer)  # one fp32 slice
     badam = estimate("badam", "llama2-7b").ours
     assert ours.total < badam.total
 
@@ -177,7 +178,7 @@ def test_cli_shows_adam_mini(capsys):
     out = capsys.readouterr().out
     assert "2M + 12M/D  (D = 32)" in out
     row = next(line.split() for line in out.splitlines() if line.startswith("badam_adam_mini (peak block)"))
-    assert row[-5:] == ["13.48", "0.40", "1.62", "0.18", "15.68"]
+    assert row[-5:] == ["13.48", "0.40", "1.62", "0.00", "15.50"]
 
 
 def layer_heavy_config() -> LlamaConfig:
@@ -250,7 +251,7 @@ def test_cli_table(capsys):
     assert " ".join(rows["badam"][5:]) == "2M + 16M/D (D = 32)"
     cells = {line.split("  ")[0]: line.split() for line in out.splitlines()}
     assert cells["paper (mean block)"][-5:] == ["13.48", "0.81", "2.43", "-", "16.71"]
-    assert cells["ours (peak block)"][-5:] == ["13.48", "0.40", "2.43", "0.54", "16.85"]
+    assert cells["ours (peak block)"][-5:] == ["13.48", "0.40", "2.43", "0.00", "16.31"]
     assert "parameters 13.4 GB, gradient 0.8 GB, optimizer states 2.4 GB" in out
 
 
@@ -417,7 +418,7 @@ def test_badam_estimate_agrees_with_block_optimizer():
     assert measured == pytest.approx(ours.optimizer_held, rel=0.01)
     assert after.per_param()["master_copies"] == 4
 
-    # A later step allocates no state: its peak is the per-tensor transient, bounded by ours.
+    # A later step allocates no state: its peak is one fp32 slice of the update, bounded by ours.
     model(input_ids=ids, labels=ids).loss.backward()
     with track_peak("cpu") as peak:
         optimizer.step()

@@ -1,9 +1,10 @@
 """Mixed precision for the active block: fp32 master copies and a per-tensor inner step.
 
 The model lives in bf16/fp16. Only the active block gets fp32 master weights (and, through the base
-optimizer, fp32 Adam states). The block's low-precision gradient is never upcast as a whole: each
-tensor's gradient is upcast, used for that tensor's update and freed before the next tensor, so the
-transient fp32 memory is bounded by the largest tensor, not by the block. Processing the largest
+optimizer, fp32 Adam states). The block's low-precision gradient is never upcast as a whole: with
+AdamW/Adam or Adam-mini inside, each tensor is stepped in slices (badam.tensor_step), so the
+transient fp32 memory is one slice, 1/256 of the block; with any other optimizer each tensor's gradient is upcast, used
+for that tensor's update and freed before the next, bounded by the largest tensor. Processing the largest
 tensors last also lets their peak coincide with the fewest low-precision gradients still held.
 
     masters = MasterCopies()
@@ -20,6 +21,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 from torch.optim import Optimizer
+
+from .tensor_step import chunked_step_supported, slice_numel, sliceable, step_tensor
 
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 
@@ -73,8 +76,13 @@ class MasterCopies:
             members = [p for p in full if group_of[p] == group_index]
             with only_params(optimizer, group_index, members):
                 optimizer.step()
+        size = slice_numel(sum(p.numel() for p in params))
         for param in low:
-            master = self.master_of[param]
+            master, group = self.master_of[param], optimizer.param_groups[group_of[param]]
+            if chunked_step_supported(optimizer, group) and sliceable(optimizer, master, param.grad):
+                step_tensor(optimizer, group, master, param.grad, param, size)
+                param.grad = None
+                continue
             master.grad = param.grad.float()
             param.grad = None
             with only_params(optimizer, group_of[param], [master]):

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
+from ..tensor_step import slice_numel
 from .counts import Block, ModelCount, count_parameters
 
 if TYPE_CHECKING:
@@ -145,11 +146,9 @@ def _badam(count: ModelCount, options: EstimateOptions) -> MemoryEstimate:
     blocks = badam_blocks(count, options)
     d = len(blocks)
     mean = sum(b.numel for b in blocks) / d
-    # Our step upcasts one tensor's gradient at a time; AdamW's update then makes two fp32 temporaries
-    # of that tensor's size (sqrt of v, and the denominator), so the transient peaks on the largest
-    # tensor. The peak block is the one with the most persistent + transient bytes: the largest
-    # block, unless another (e.g. the embedding) has a much larger single tensor.
-    peak = max(blocks, key=lambda b: (BF16 + 3 * FP32) * b.numel + 3 * FP32 * b.largest_tensor)
+    # Our step runs in slices of 1/256 of the block (badam.tensor_step): one fp32 slice is the whole
+    # transient, so the peak block is the largest.
+    peak = max(blocks, key=lambda b: b.numel)
     return MemoryEstimate(
         method="badam",
         model=count.name,
@@ -174,7 +173,7 @@ def _badam(count: ModelCount, options: EstimateOptions) -> MemoryEstimate:
             master_copies=FP32 * peak.numel,
             # m and v, plus torch Adam's 4-byte step counter per tensor
             optimizer_states=2 * FP32 * peak.numel + FP32 * peak.tensors,
-            transient=3 * FP32 * peak.largest_tensor,
+            transient=FP32 * slice_numel(peak.numel),
         ),
         assumptions=(
             f"Table 1: D = {d} equal blocks of M/D; per active parameter fp32 gradient 4 + fp32 master 4 "
@@ -182,8 +181,8 @@ def _badam(count: ModelCount, options: EstimateOptions) -> MemoryEstimate:
             f"Table 12 (paper): the same 16 bytes per parameter of the mean real block ({mean:,.0f} parameters; "
             "parameters outside every block stay frozen in bf16)",
             f"ours: peak block {peak.name} ({peak.numel:,} parameters): bf16 gradient 2 + fp32 master 4 "
-            f"+ m 4 + v 4 bytes per parameter; transient 12 bytes x its largest tensor ({peak.largest_tensor:,}): "
-            "fp32 gradient + two fp32 temporaries of the update",
+            f"+ m 4 + v 4 bytes per parameter; transient one fp32 slice of the update ({slice_numel(peak.numel):,} "
+            "elements, 1/256 of the block)",
         ),
     )
 
@@ -252,9 +251,8 @@ def _badam_adam_mini(count: ModelCount, options: EstimateOptions) -> MemoryEstim
     m = count.total
     blocks = badam_blocks(count, options)
     d = len(blocks)
-    # Adam-mini's step allocates nothing of a tensor's size (see badam.adam_mini), so the transient is
-    # only the fp32 upcast of one tensor's gradient, largest on the largest tensor.
-    peak = max(blocks, key=lambda b: (BF16 + 2 * FP32) * b.numel + FP32 * b.largest_tensor)
+    # As for AdamW, the step runs in slices (of whole rows or heads): one fp32 slice is the transient.
+    peak = max(blocks, key=lambda b: b.numel)
     return MemoryEstimate(
         method="badam_adam_mini",
         model=count.name,
@@ -272,14 +270,14 @@ def _badam_adam_mini(count: ModelCount, options: EstimateOptions) -> MemoryEstim
             gradients=BF16 * peak.numel,
             master_copies=FP32 * peak.numel,
             optimizer_states=FP32 * peak.numel,
-            transient=FP32 * peak.largest_tensor,
+            transient=FP32 * slice_numel(peak.numel),
         ),
         assumptions=(
             f"Table 1: D = {d} equal blocks of M/D; per active parameter fp32 gradient 4 + fp32 master 4 "
             "+ Adam-mini m 4 bytes",
             f"ours: peak block {peak.name} ({peak.numel:,} parameters): bf16 gradient 2 + fp32 master 4 + m 4 "
-            f"bytes per parameter; transient 4 bytes x its largest tensor ({peak.largest_tensor:,}): the fp32 "
-            "gradient of the tensor being stepped",
+            f"bytes per parameter; transient one fp32 slice of the update ({slice_numel(peak.numel):,} elements, "
+            "1/256 of the block)",
             _ADAM_MINI_V,
         ),
     )
