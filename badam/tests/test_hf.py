@@ -192,3 +192,38 @@ def test_ratio_mode_is_the_same_call_with_args_settings_and_a_no_decay_group(tmp
     monkeypatch.setenv("FSDP_VERSION", "2")
     with pytest.raises(ValueError, match="ratio mode .* not on fsdp2"):
         badam_trainer_kwargs(model, args, badam_mode="ratio")
+
+
+def _in_backward_run(output_dir, in_backward, **overrides):
+    model = tiny_llama(layers=3, seed=0)
+    args = training_args(output_dir, 6, gradient_accumulation_steps=1, max_grad_norm=0.0, **overrides)
+    kwargs = badam_trainer_kwargs(model, args, switch_block_every=2, verbose=0, update_in_backward=in_backward)
+    trainer = Trainer(model=model, args=args, train_dataset=RepeatTask(16), **kwargs)
+    trainer.train()
+    norms = [h["grad_norm"] for h in trainer.state.log_history if "loss" in h]
+    return model, block_optimizer(trainer), norms
+
+
+def test_update_in_backward_is_on_where_nothing_needs_the_whole_gradient(tmp_path):
+    model = tiny_llama()
+    on = badam_trainer_kwargs(model, training_args(tmp_path, 1, gradient_accumulation_steps=1, max_grad_norm=0.0))
+    assert on["optimizers"][0].update_in_backward
+    for overrides in ({"gradient_accumulation_steps": 1}, {"max_grad_norm": 0.0}, {"optim": "sgd", "max_grad_norm": 0}):
+        off = badam_trainer_kwargs(model, training_args(tmp_path, 1, **overrides))
+        assert not off["optimizers"][0].update_in_backward, overrides
+    with pytest.raises(ValueError, match="before the Trainer could clip the gradients to max_grad_norm=1.0"):
+        badam_trainer_kwargs(model, training_args(tmp_path, 1), update_in_backward=True)
+    accumulating = badam_trainer_kwargs(model, training_args(tmp_path, 1, max_grad_norm=0.0), update_in_backward=True)
+    assert accumulating["optimizers"][0].holder.in_backward.accumulation_steps == 2
+
+
+def test_trainer_in_backward_equals_the_step_and_logs_the_true_grad_norm(tmp_path):
+    # adamw_torch, not the default fused kernel: fp32 tensors then take torch's single-tensor step in
+    # both runs, bit for bit (the fused kernel agrees to about 1e-7 a step; tests/test_tensor_step.py)
+    stepped, _, step_norms = _in_backward_run(tmp_path / "step", False, optim="adamw_torch")
+    in_backward, optimizer, backward_norms = _in_backward_run(tmp_path / "backward", True, optim="adamw_torch")
+    assert optimizer.update_in_backward
+    for (name, a), b in zip(stepped.named_parameters(), in_backward.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
+    assert all(n > 0 for n in backward_norms)
+    torch.testing.assert_close(torch.tensor(backward_norms), torch.tensor(step_norms), rtol=1e-5, atol=0)

@@ -6,7 +6,10 @@ from pathlib import Path
 import badam
 
 PACKAGE = Path(badam.__file__).parent
-CORE = ["partition", "schedule", "block", "holders", "precision", "bread", "ratio", "adam_mini", "clipping"]
+CORE = [
+    *("partition", "schedule", "block", "holders", "precision", "tensor_step", "in_backward"),
+    *("bread", "ratio", "adam_mini", "clipping"),
+]
 ADAPTERS = ["distributed", "fsdp", "zero3", "checkpoint", "hf", "hf_checkpoint"]
 ENGINE_LIBRARIES = ["deepspeed", "accelerate", "transformers", "peft", "torch.distributed.checkpoint"]
 

@@ -66,6 +66,13 @@ class FinetuningArguments:
     start_block: int | None = field(default=None, metadata={"help": "first active block"})
     include_embedding: bool = field(default=False, metadata={"help": "BAdam/sparse: the embedding trains too"})
     include_lm_head: bool = field(default=False, metadata={"help": "BAdam: the LM head is a block too"})
+    update_in_backward: bool | None = field(
+        default=None,
+        metadata={
+            "help": "BAdam: step the active block inside backward (badam.in_backward); default: on where nothing "
+            "needs the whole gradient first (one process, max_grad_norm 0, no gradient accumulation)"
+        },
+    )
     lora_rank: int = field(default=8, metadata={"help": "LoRA rank (lora, bread_lora)"})
     lora_alpha: int | None = field(default=None, metadata={"help": "LoRA alpha (default 2 * rank)"})
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout"})

@@ -37,6 +37,7 @@ def _block_kwargs(ft: FinetuningArguments) -> dict[str, Any]:
         start_block=ft.start_block,
         include_embedding=ft.include_embedding,
         include_lm_head=ft.include_lm_head,
+        update_in_backward=ft.update_in_backward,
     )
 
 

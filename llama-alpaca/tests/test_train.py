@@ -389,3 +389,22 @@ def test_block_under_fsdp2_keeps_the_bf16_model_and_binds_after_sharding(tmp_pat
         assert _trainable(optimizer) == layers
     finally:
         dist.destroy_process_group()
+
+
+def test_block_in_backward_equals_the_step_and_resumes_exactly(tiny_config, tmp_path):
+    # adamw_torch: the fp32 tiny model's step() then takes torch's single-tensor AdamW, as the hooks do,
+    # bit for bit (the default fused kernel agrees with it to about 1e-7 a step).
+    no_clipping = ["--max_grad_norm", "0", "--optim", "adamw_torch", *SAVE_EVERY_4]
+    stepped = train(flags(tiny_config, tmp_path / "step", "block", 8, *no_clipping, "--update_in_backward", "false"))
+    straight = train(flags(tiny_config, tmp_path / "backward", "block", 8, *no_clipping))  # on by default here
+    assert losses_by_step(straight) == losses_by_step(stepped)
+    assert all(h["grad_norm"] > 0 for h in straight["log_history"] if "loss" in h), "the hooks' norm is logged"
+    resumed_dir = tmp_path / "resumed"
+    killed = interrupted("kill-during-save", 8, flags(tiny_config, resumed_dir, "block", 8, *no_clipping))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    resumed = train(flags(tiny_config, resumed_dir, "block", 8, *no_clipping, "--resume_from_checkpoint", "last"))
+    assert resumed["time"]["steps_timed"] == 4  # it resumed from checkpoint-4
+    assert losses_by_step(resumed) == losses_by_step(straight)
+    assert_same_weights(tmp_path / "backward", resumed_dir, "block")
+    with pytest.raises(ValueError, match="before the Trainer could clip"):
+        train(flags(tiny_config, tmp_path / "clipped", "block", 2, "--update_in_backward", "true"))

@@ -28,6 +28,7 @@ from torch.utils.hooks import RemovableHandle
 
 from .bread import LoraMode, SGDCorrection, SgdMode, check_modes, corrected_blocks, is_lora_adapter
 from .holders import EngineStates, LocalStates
+from .in_backward import BackwardUpdates
 from .partition import assign_blocks, did_you_mean, infer_block_prefixes, named_pairs, normalize_prefix_list
 from .precision import MasterCopies, needs_master
 from .schedule import SCHEDULE_KEY, BlockSchedule, SwitchMode
@@ -89,6 +90,11 @@ class BlockOptimizer(Optimizer):
             inside backward; see badam.bread for the rules.
         sgd_lr_scaling: the SGD learning rate as a multiple of the parameter's current group lr.
         sgd_use_sign: use signSGD for the correction.
+        update_in_backward: step each tensor of the active block inside backward, as soon as its
+            gradient exists, so the block's gradient never exists as a whole (badam.in_backward).
+            One process; no clipping by global norm; AdamW/Adam or AdamMini inside.
+        gradient_accumulation_steps: with update_in_backward, the micro-batches per step (their
+            gradients accumulate in fp32; the last backward steps).
         ds_zero3_enabled: the model runs under DeepSpeed ZeRO-3, whose optimizer wrapper keeps the
             active block's fp32 masters and states (sharded) and runs the inner step; see badam.zero3.
             step() outside DeepSpeed is refused; None means False.
@@ -128,6 +134,8 @@ class BlockOptimizer(Optimizer):
         sgd_mode: SgdMode = "disabled",
         sgd_lr_scaling: float = 1.0,
         sgd_use_sign: bool = False,
+        update_in_backward: bool = False,
+        gradient_accumulation_steps: int = 1,
     ) -> None:
         if not isinstance(base_optimizer, Optimizer):
             raise TypeError(f"base_optimizer must be a torch.optim.Optimizer, got {type(base_optimizer).__name__}")
@@ -148,6 +156,12 @@ class BlockOptimizer(Optimizer):
         self.named_params = dict(named)
         self.holder = EngineStates() if ds_zero3_enabled else LocalStates()
         self.holder.check(self, active_modules)
+        if update_in_backward:
+            if self.holder.engine_held:
+                raise ValueError(
+                    "update_in_backward=True cannot run under DeepSpeed ZeRO-3, whose engine runs the step"
+                )
+            self.holder.in_backward = BackwardUpdates(self, gradient_accumulation_steps)
         self.name_of = {param: name for name, param in named}
         self.group_of = self._map_groups(named)
         if block_prefix_list is None:
@@ -248,6 +262,11 @@ class BlockOptimizer(Optimizer):
         return self.holder.masters
 
     @property
+    def update_in_backward(self) -> bool:
+        """Whether the active block steps inside backward (badam.in_backward)."""
+        return self.holder.in_backward is not None
+
+    @property
     def ds_zero3_enabled(self) -> bool:
         """Whether DeepSpeed ZeRO-3's optimizer wrapper holds the masters and states (badam.zero3)."""
         return self.holder.engine_held
@@ -279,14 +298,14 @@ class BlockOptimizer(Optimizer):
         return adam, sgd
 
     def _activate(self, block: int) -> None:
-        """Make `block` the active one: the holder frees and creates state, then what trains is set."""
+        """Make `block` the active one: set what trains, then the holder frees and creates state."""
         adam, sgd = self._selection(block)
         keep = set(adam)
-        self.holder.hold(self, [p for p in self._adam if p not in keep], adam)
         for param in self.managed:
             param.requires_grad_(param in keep or param in sgd)
             if not param.requires_grad:
                 param.grad = None
+        self.holder.hold(self, [p for p in self._adam if p not in keep], adam)
         if self.sgd is not None:
             self.sgd.targets = sgd
         self.active_block, self._adam = block, adam
@@ -372,6 +391,8 @@ class BlockOptimizer(Optimizer):
             group["lr"] = lr
 
     def zero_grad(self, set_to_none: bool = True) -> None:
+        if self.holder.in_backward is not None:
+            self.holder.in_backward.discard()  # gradients accumulated in fp32 for a step not taken
         for param in self.trainable_params:
             if param.grad is None:
                 continue

@@ -46,6 +46,7 @@ from .distributed import follow_wrapping
 from .fsdp import FSDPBlockOptimizer
 from .hf_checkpoint import resolve_resume
 from .ratio import BlockOptimizerRatio
+from .tensor_step import chunked_step_supported
 from .truncation import truncate_backward
 from .unwrap import unwrap
 
@@ -84,6 +85,8 @@ def create_badam_optimizer(
     """A BlockOptimizer over `model` whose base optimizer is the one `args` describes.
 
     `block_kwargs` go to BlockOptimizer (switch_block_every, switch_mode, start_block, ...).
+    `update_in_backward` (badam.in_backward) is on by default where nothing needs the whole
+    gradient first: one process, no max_grad_norm, no gradient accumulation, AdamW/Adam-mini inside.
     `base_optimizer_fn(model)` builds another base optimizer (e.g. AdamMini.from_model) instead of
     `args.optim`'s. Under a ZeRO-3 DeepSpeed config it runs in ZeRO-3 mode; under FSDP2 it is an
     FSDPBlockOptimizer. Both engines build their optimizer state for the active block when the
@@ -92,16 +95,55 @@ def create_badam_optimizer(
     block_kwargs.setdefault("seed", args.seed)
     make_base = base_optimizer_fn or (lambda module: _base_optimizer(module, args))
     engine = _engine(args)
+    requested = block_kwargs.pop("update_in_backward", None)
     if engine == "fsdp2":
+        if requested:
+            _refuse_in_backward(args, engine)
         optimizer = FSDPBlockOptimizer(model, make_base, **block_kwargs)
     else:
         base = make_base(model)
+        in_backward = _update_in_backward(args, engine, base, requested)
+        if in_backward:
+            block_kwargs["gradient_accumulation_steps"] = args.gradient_accumulation_steps
         optimizer = BlockOptimizer(
-            base, list(model.named_parameters()), ds_zero3_enabled=engine == "zero3", **block_kwargs
+            base,
+            list(model.named_parameters()),
+            ds_zero3_enabled=engine == "zero3",
+            update_in_backward=in_backward,
+            **block_kwargs,
         )
     if resume_from_checkpoint and engine is not None:
         optimizer.restore_schedule(*read_schedule(resolve_resume(args.output_dir, resume_from_checkpoint)))
     return optimizer
+
+
+def _update_in_backward(args: TrainingArguments, engine: str | None, base: Optimizer, requested: bool | None) -> bool:
+    """update_in_backward: as asked, or (None) on where nothing needs the whole gradient first."""
+    if requested is None:
+        supported = all(chunked_step_supported(base, group) for group in base.param_groups)
+        return (
+            supported
+            and engine is None
+            and args.world_size == 1
+            and not args.max_grad_norm
+            and args.gradient_accumulation_steps == 1
+        )
+    if requested:
+        _refuse_in_backward(args, engine)
+    return bool(requested)
+
+
+def _refuse_in_backward(args: TrainingArguments, engine: str | None) -> None:
+    if args.max_grad_norm:
+        raise ValueError(
+            f"update_in_backward=True steps each tensor inside backward, before the Trainer could clip the "
+            f"gradients to max_grad_norm={args.max_grad_norm}: pass --max_grad_norm 0, or update_in_backward=False"
+        )
+    if engine is not None or args.world_size > 1:
+        raise ValueError(
+            "update_in_backward=True runs in one process only (DDP, FSDP and ZeRO-3 reduce gradients after backward "
+            "hands them over): pass update_in_backward=False"
+        )
 
 
 def deepspeed_enabled(args: TrainingArguments) -> bool:
@@ -235,10 +277,15 @@ class BAdamCallback(TrainerCallback):
                     stacklevel=2,
                 )
             return
-        logs["badam_active_block"] = self.block_optimizer.active_block
+        added = {"badam_active_block": self.block_optimizer.active_block}
+        in_backward = self.block_optimizer.holder.in_backward
+        if in_backward is not None and in_backward.last_grad_norm is not None:
+            # The Trainer measured the norm after backward had stepped and freed every gradient: 0.
+            added["grad_norm"] = in_backward.last_grad_norm
+        logs.update(added)
         # The Trainer stored its copy of these logs in the history before calling us.
         if state.log_history and state.log_history[-1].get("step") == state.global_step:
-            state.log_history[-1]["badam_active_block"] = self.block_optimizer.active_block
+            state.log_history[-1].update(added)
 
 
 def clip_ratio_gradients(trainer: Trainer) -> None:

@@ -4,7 +4,8 @@ BlockOptimizer chooses what trains; a holder owns the memory that training costs
 
 - `LocalStates` (one process, DDP, FSDP2): BlockOptimizer keeps fp32 masters of the active block's
   bf16/fp16 weights (badam.precision) and the base optimizer's states on them, and runs the inner
-  step itself, tensor by tensor. A switch frees the old block's masters, states and gradients and
+  step itself, tensor by tensor in slices (badam.tensor_step), or inside backward
+  (badam.in_backward, one process). A switch frees the old block's masters, states and gradients and
   creates the new block's. Under FSDP2 the parameters are DTensors, so all of it is sharded too.
 - `EngineStates` (DeepSpeed ZeRO-3, through badam.zero3): the engine's optimizer wrapper keeps the
   masters and states (as flat partitions) of whatever requires grad when it is built, and runs the
@@ -27,6 +28,7 @@ from .precision import MasterCopies
 
 if TYPE_CHECKING:
     from .block import BlockOptimizer
+    from .in_backward import BackwardUpdates
 
 
 def is_zero3_partitioned(param: torch.Tensor) -> bool:
@@ -41,6 +43,7 @@ class LocalStates:
 
     def __init__(self) -> None:
         self.masters = MasterCopies()
+        self.in_backward: BackwardUpdates | None = None  # set by BlockOptimizer(update_in_backward=True)
 
     def check(self, optimizer: BlockOptimizer, active_modules: Sequence[str]) -> None:
         if any(is_zero3_partitioned(p) for p in optimizer.named_params.values()):
@@ -58,6 +61,8 @@ class LocalStates:
         self.masters.create(training)
         for group, members in zip(base.param_groups, optimizer.grouped(training)):
             group["params"] = [self.masters.optimized(p) for p in members]
+        if self.in_backward is not None:
+            self.in_backward.watch(training)
 
     def step(self, optimizer: BlockOptimizer, closure: Callable[[], Any] | None) -> tuple[Any, bool]:
         """One inner step on what trains; (loss, whether this step counts towards the schedule)."""
@@ -65,7 +70,10 @@ class LocalStates:
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        self.masters.step(optimizer.base_optimizer, optimizer.trainable_params, optimizer.group_of)
+        if self.in_backward is not None:
+            self.in_backward.finish()  # backward stepped the rest
+        else:
+            self.masters.step(optimizer.base_optimizer, optimizer.trainable_params, optimizer.group_of)
         return loss, True
 
     def positions(self, optimizer: BlockOptimizer) -> list[str]:
@@ -85,6 +93,7 @@ class EngineStates:
 
     def __init__(self) -> None:
         self.masters = MasterCopies()  # stays empty: the engine holds them
+        self.in_backward = None  # the engine runs the step: never in backward
 
     def check(self, optimizer: BlockOptimizer, active_modules: Sequence[str]) -> None:
         from .adam_mini import AdamMini
