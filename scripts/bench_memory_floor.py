@@ -9,8 +9,9 @@ For AdamW and for Adam-mini as the inner solver, three updates of the same bf16 
 
 Memory is what the optimizer holds at its peak, in storage bytes per active parameter: gradients,
 fp32 masters and optimizer states held before the update, plus the update's transient peak
-(allocator-measured). In backward, the update of each tensor runs inside backward, so its peak is
-the masters and states, plus that tensor's gradient and its update's transient, at the worst tensor.
+(allocator-measured). In backward, each tensor is updated inside its hook, so the peak is what the
+optimizer holds as the worst tensor's hook starts (that tensor's gradient, the masters, the states
+made so far), plus that update's transient.
 Times are medians over one block-epoch with every variant stepping in turn, so only ratios measured
 in one run are compared. Run:
 
@@ -31,8 +32,9 @@ from tqdm import tqdm
 
 from badam import AdamMini, BlockOptimizer
 from badam.in_backward import BackwardUpdates
-from badam.memory import enable_cpu_allocation_accounting, held_bytes, storage_bytes, track_peak
+from badam.memory import enable_cpu_allocation_accounting, held_bytes, track_peak
 
+UPDATES = ("per-tensor", "chunked", "in backward")
 TARGETS = {  # issue 14: bytes per active parameter
     ("AdamW", "chunked"): 14.5,
     ("AdamW", "in backward"): 12.5,
@@ -65,21 +67,21 @@ class PerTensorAdamMini(AdamMini):
 
 
 class HookPeaks:
-    """The worst (gradient + update transient) of a tensor stepped inside backward, in bytes."""
+    """The optimizer's worst moment inside backward, in bytes: what it holds as a tensor's hook
+    starts (its gradient, the masters and the states made so far), plus that update's transient."""
 
     def __init__(self) -> None:
         self.worst = 0
-        self.measuring = False
+        self.measuring: Variant | None = None
         original = BackwardUpdates._step
 
         def measured(updates: BackwardUpdates, param: torch.nn.Parameter) -> None:
-            if not self.measuring:
+            if self.measuring is None:
                 return original(updates, param)
-            master = updates.optimizer.masters.master_of.get(param)
-            grad_bytes = storage_bytes([param.grad, None if master is None else master.grad])
+            held = held_bytes(self.measuring.base, self.measuring.model).optimizer_held
             with track_peak("cpu") as peak:
                 original(updates, param)
-            self.worst = max(self.worst, grad_bytes + peak.peak_delta_bytes)
+            self.worst = max(self.worst, held + peak.peak_delta_bytes)
 
         BackwardUpdates._step = measured
 
@@ -121,14 +123,13 @@ class Variant:
         active = self._active()
         loss = self.model(input_ids=self.inputs, labels=self.inputs).loss
         if self.update == "in backward":
-            held = held_bytes(self.base, self.model).optimizer_held  # masters and states: no gradient yet
-            self.hooks.worst, self.hooks.measuring = 0, True
+            self.hooks.worst, self.hooks.measuring = 0, self
             loss.backward()
-            self.hooks.measuring = False
-            peak = held + self.hooks.worst
+            self.hooks.measuring = None
+            held = held_bytes(self.base, self.model).optimizer_held
             with track_peak("cpu") as step:
                 self.optimizer.step()
-            peak = max(peak, held + step.peak_delta_bytes)
+            peak = max(self.hooks.worst, held + step.peak_delta_bytes)
         else:
             loss.backward()
             held = held_bytes(self.base, self.model).optimizer_held
@@ -157,11 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
     enable_cpu_allocation_accounting()
     print(f"[bench] torch {torch.__version__}, {torch.get_num_threads()} threads; {args}", flush=True)
     hooks = HookPeaks()
-    variants = [
-        Variant(solver, update, args, hooks)
-        for solver in ("AdamW", "Adam-mini")
-        for update in ("per-tensor", "chunked", "in backward")
-    ]
+    variants = [Variant(solver, update, args, hooks) for solver in ("AdamW", "Adam-mini") for update in UPDATES]
     for variant in variants:
         print(f"[bench] memory: {variant.name} ...", flush=True)
         for _ in range(args.memory_steps):
