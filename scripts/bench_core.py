@@ -107,9 +107,23 @@ def load_published():
     return module.BlockOptimizer
 
 
-def build_model(args: Args) -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    config = LlamaConfig(
+def parse_dataclass_args(args_cls: type, argv: list[str] | None, description: str):
+    """An `args_cls` dataclass from the command line: each field a --flag-with-dashes, bools as switches.
+
+    The benchmark scripts share it (bench_memory_floor.py, bench_distributed_memory.py).
+    """
+    parser = argparse.ArgumentParser(description=description)
+    for name, default in asdict(args_cls()).items():
+        if isinstance(default, bool):
+            parser.add_argument(f"--{name.replace('_', '-')}", action="store_true")
+        else:
+            parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
+    return parser, args_cls(**vars(parser.parse_args(argv)))
+
+
+def llama_config(args) -> LlamaConfig:
+    """The benchmarks' Llama: `args` has layers, hidden, intermediate, heads, vocab and seq."""
+    return LlamaConfig(
         vocab_size=args.vocab,
         hidden_size=args.hidden,
         intermediate_size=args.intermediate,
@@ -118,7 +132,11 @@ def build_model(args: Args) -> LlamaForCausalLM:
         num_key_value_heads=args.heads,
         max_position_embeddings=args.seq,
     )
-    model = LlamaForCausalLM(config).to(torch.bfloat16).train()
+
+
+def build_model(args: Args) -> LlamaForCausalLM:
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(llama_config(args)).to(torch.bfloat16).train()
     if args.checkpointing:
         model.activation_checkpointing_enable()
     return model
@@ -232,13 +250,7 @@ def report(results: list[Result]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    for name, default in asdict(Args()).items():
-        if isinstance(default, bool):
-            parser.add_argument(f"--{name.replace('_', '-')}", action="store_true")
-        else:
-            parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
-    args = Args(**vars(parser.parse_args(argv)))
+    parser, args = parse_dataclass_args(Args, argv, __doc__.split("\n")[0])
     enable_cpu_allocation_accounting()
     print(f"[bench] torch {torch.__version__}, {torch.get_num_threads()} threads; {args}", flush=True)
     keys = [k for k in args.methods.split(",") if k != "published" or args.published != "off"]

@@ -15,16 +15,16 @@ ZeRO-3's communication buffers (one 2**20-element bucket here) are not counted.
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from bench_core import llama_config, parse_dataclass_args
 from torch.distributed.fsdp import fully_shard
 from torch.nn.parallel import DistributedDataParallel
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
 from badam import BlockOptimizer
 from badam.distributed import follow_block_switches, leave
@@ -48,17 +48,8 @@ class Args:
 
 def build(args: Args, device: torch.device) -> LlamaForCausalLM:
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=args.vocab,
-        hidden_size=args.hidden,
-        intermediate_size=args.intermediate,
-        num_hidden_layers=args.layers,
-        num_attention_heads=args.heads,
-        num_key_value_heads=args.heads,
-        max_position_embeddings=args.seq,
-    )
     with device:
-        return LlamaForCausalLM(config).to(torch.bfloat16)
+        return LlamaForCausalLM(llama_config(args)).to(torch.bfloat16)
 
 
 def zero3_held(engine) -> tuple[int, int]:
@@ -137,10 +128,7 @@ def measure(engine: str, args: Args, device: torch.device) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    for name, default in asdict(Args()).items():
-        parser.add_argument(f"--{name}", type=type(default), default=default)
-    args = Args(**vars(parser.parse_args()))
+    _, args = parse_dataclass_args(Args, None, __doc__.split("\n")[0])
     cuda = torch.cuda.is_available()
     dist.init_process_group("nccl" if cuda else "gloo")
     rank, world = dist.get_rank(), dist.get_world_size()

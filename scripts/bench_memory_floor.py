@@ -21,13 +21,12 @@ in one run are compared. Run:
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
-from bench_core import build_model
+from bench_core import build_model, parse_dataclass_args
 from tqdm import tqdm
 
 from badam import AdamMini, BlockOptimizer
@@ -148,13 +147,7 @@ class Variant:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    for name, default in asdict(Args()).items():
-        if isinstance(default, bool):
-            parser.add_argument(f"--{name.replace('_', '-')}", action="store_true")
-        else:
-            parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
-    args = Args(**vars(parser.parse_args(argv)))
+    _, args = parse_dataclass_args(Args, argv, __doc__.split("\n")[0])
     enable_cpu_allocation_accounting()
     print(f"[bench] torch {torch.__version__}, {torch.get_num_threads()} threads; {args}", flush=True)
     hooks = HookPeaks()
