@@ -80,6 +80,29 @@ def _partition(
     return "head", heads, True
 
 
+def update_blocks(
+    group: dict[str, Any], w: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, t: int
+) -> torch.Tensor:
+    """Adam-mini's update of Hessian blocks, in place: `w`, `g` and `m` are (blocks, block size)
+    views of the weight, its gradient and m, `v` the blocks' second moments, `t` the step.
+
+    AdamMini.step passes a tensor's every block, badam.tensor_step a slice of them at a time.
+    Returns the blocks' squared gradient norms.
+    """
+    lr, eps, weight_decay = group["lr"], group["eps"], group["weight_decay"]
+    beta1, beta2 = group["betas"]
+    # mean of g² per block through a norm, which reduces without materialising g²; out of place,
+    # since on a sharded (DTensor) tensor the norm is a pending reduction
+    squares = torch.linalg.vector_norm(g, dim=1).square()
+    v.mul_(beta2).add_(squares / g.shape[1], alpha=1 - beta2)
+    m.lerp_(g, 1 - beta1)
+    if weight_decay:
+        w.mul_(1 - lr * weight_decay)
+    denom = v.sqrt().div_(math.sqrt(1 - beta2**t)).add_(eps)
+    w.addcdiv_(m, denom[:, None], value=-lr / (1 - beta1**t))
+    return squares
+
+
 class AdamMini(Optimizer):
     """Adam-mini: Adam's update with one second-moment value per Hessian block.
 
@@ -152,8 +175,7 @@ class AdamMini(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            lr, eps, weight_decay, blocks = group["lr"], group["eps"], group["weight_decay"], group["blocks"]
-            beta1, beta2 = group["betas"]
+            blocks = group["blocks"]
             for param in group["params"]:
                 if param.grad is None:
                     continue
@@ -165,22 +187,17 @@ class AdamMini(Optimizer):
                     state["m"] = torch.zeros_like(param)
                     state["v"] = param.new_zeros(blocks)
                 state["step"] += 1
-                t = state["step"]
                 # Every partition is a (blocks, block size) view of the tensor, so one code path
                 # serves heads, rows and whole tensors. Nothing of the tensor's size is allocated:
                 # a gradient upcast by BlockOptimizer is already the largest buffer of the step.
-                grad = param.grad.reshape(blocks, -1)
-                m = state["m"].view(blocks, -1)
-                v = state["v"]
-                # mean of g² per block through a norm, which reduces without materialising g²;
-                # out of place, since on a sharded (DTensor) tensor the norm is a pending reduction
-                mean_sq = torch.linalg.vector_norm(grad, dim=1).square() / grad.shape[1]
-                v.mul_(beta2).add_(mean_sq, alpha=1 - beta2)
-                m.lerp_(grad, 1 - beta1)
-                if weight_decay:
-                    param.mul_(1 - lr * weight_decay)
-                denom = v.sqrt().div_(math.sqrt(1 - beta2**t)).add_(eps)
-                param.view(blocks, -1).addcdiv_(m, denom[:, None], value=-lr / (1 - beta1**t))
+                update_blocks(
+                    group,
+                    param.view(blocks, -1),
+                    param.grad.reshape(blocks, -1),
+                    state["m"].view(blocks, -1),
+                    state["v"],
+                    state["step"],
+                )
         return loss
 
     def __repr__(self) -> str:

@@ -29,7 +29,7 @@ import torch
 from torch.distributed.tensor import DTensor
 from torch.optim import Optimizer
 
-from .adam_mini import AdamMini
+from .adam_mini import AdamMini, update_blocks
 
 SLICES_PER_BLOCK = 256  # the fp32 temporary is 1/256 of what is stepped: 0.016 bytes per parameter
 MIN_SLICE = 4096  # elements: smaller slices cost more in launches than they save
@@ -164,39 +164,27 @@ def _adam_mini(
     size: int,
     with_norm: bool,
 ) -> torch.Tensor | None:
-    """AdamMini.step's arithmetic, on slices of whole Hessian blocks (one v value each)."""
+    """AdamMini.step's arithmetic (adam_mini.update_blocks), on slices of whole Hessian blocks."""
     blocks = group["blocks"]
-    lr, eps, weight_decay = group["lr"], group["eps"], group["weight_decay"]
-    beta1, beta2 = group["betas"]
     state = optimizer.state[master]
     if not state:
         state["step"] = 0
         state["m"] = torch.zeros_like(master)
         state["v"] = master.new_zeros(blocks)
     state["step"] += 1
-    t = state["step"]
     rows_master, rows_grad = master.view(blocks, -1), grad.reshape(blocks, -1)
     rows_m, v = state["m"].view(blocks, -1), state["v"]
     rows_param = None if param is None else param.view(blocks, -1)
-    width = rows_master.shape[1]
-    rows = max(1, size // width)
-    bias_correction2_sqrt, step_size = math.sqrt(1 - beta2**t), lr / (1 - beta1**t)
+    rows = max(1, size // rows_master.shape[1])
     square_sum = torch.zeros((), dtype=torch.float32, device=master.device) if with_norm else None
-    buffer = torch.empty(min(rows, blocks), width, dtype=master.dtype, device=master.device)
+    buffer = torch.empty(min(rows, blocks), rows_master.shape[1], dtype=master.dtype, device=master.device)
     for start, stop in _spans(blocks, rows):
         g = buffer[: stop - start]
         g.copy_(rows_grad[start:stop])
-        row_squares = torch.linalg.vector_norm(g, dim=1).square()
-        if square_sum is not None:
-            square_sum += row_squares.sum()
-        mean_sq = row_squares / width
-        v[start:stop].mul_(beta2).add_(mean_sq, alpha=1 - beta2)
-        rows_m[start:stop].lerp_(g, 1 - beta1)
         w = rows_master[start:stop]
-        if weight_decay:
-            w.mul_(1 - lr * weight_decay)
-        denom = v[start:stop].sqrt().div_(bias_correction2_sqrt).add_(eps)
-        w.addcdiv_(rows_m[start:stop], denom[:, None], value=-step_size)
+        squares = update_blocks(group, w, g, rows_m[start:stop], v[start:stop], state["step"])
+        if square_sum is not None:
+            square_sum += squares.sum()
         if rows_param is not None:
             rows_param[start:stop].copy_(w)
     return square_sum
