@@ -16,6 +16,19 @@ def tiny_llama_config(layers: int = 2, vocab: int = 128) -> LlamaConfig:
     )
 
 
+def layer_heavy_config() -> LlamaConfig:
+    """A Llama whose decoder layers dominate, with Llama's MLP ratio (for bytes per active parameter)."""
+    return LlamaConfig(
+        vocab_size=256,
+        hidden_size=128,
+        intermediate_size=344,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=64,
+    )
+
+
 def tiny_llama(layers: int = 2, dtype: torch.dtype = torch.float32, seed: int = 0) -> LlamaForCausalLM:
     torch.manual_seed(seed)
     return LlamaForCausalLM(tiny_llama_config(layers)).to(dtype)

@@ -5,9 +5,9 @@ import io
 
 import pytest
 import torch
-from badam_tiny import batch, lm_loss, tiny_llama, tiny_llama_config
+from badam_tiny import batch, layer_heavy_config, lm_loss, tiny_llama, tiny_llama_config
 from torch import nn
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
 from badam import BlockOptimizer
 from badam.adam_mini import AdamMini
@@ -24,17 +24,8 @@ def gqa_llama(seed: int = 0) -> LlamaForCausalLM:
 
 def layer_heavy_llama() -> LlamaForCausalLM:
     """bf16 Llama whose decoder layers dominate (Llama's MLP ratio), for per-parameter memory."""
-    config = LlamaConfig(
-        vocab_size=256,
-        hidden_size=128,
-        intermediate_size=344,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=64,
-    )
     torch.manual_seed(0)
-    return LlamaForCausalLM(config).to(torch.bfloat16)
+    return LlamaForCausalLM(layer_heavy_config()).to(torch.bfloat16)
 
 
 def train(model: nn.Module, optimizer: torch.optim.Optimizer, steps: range, scheduler=None) -> list[float]:

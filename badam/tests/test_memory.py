@@ -6,8 +6,8 @@ import sys
 
 import pytest
 import torch
-from badam_tiny import tiny_llama_config
-from transformers import LlamaConfig, LlamaForCausalLM
+from badam_tiny import layer_heavy_config, tiny_llama_config
+from transformers import LlamaForCausalLM
 
 from badam.memory import (
     BUILTIN_MODELS,
@@ -179,19 +179,6 @@ def test_cli_shows_adam_mini(capsys):
     assert "2M + 12M/D  (D = 32)" in out
     row = next(line.split() for line in out.splitlines() if line.startswith("badam_adam_mini (peak block)"))
     assert row[-5:] == ["13.48", "0.40", "1.62", "0.00", "15.50"]
-
-
-def layer_heavy_config() -> LlamaConfig:
-    """A Llama whose decoder layers dominate, with Llama's MLP ratio (Adam-mini's v: ~0.5% of m)."""
-    return LlamaConfig(
-        vocab_size=256,
-        hidden_size=128,
-        intermediate_size=344,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=64,
-    )
 
 
 def test_adam_mini_estimate_agrees_with_held_bytes():
