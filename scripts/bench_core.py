@@ -153,7 +153,7 @@ def make_optimizer(method: str, model: LlamaForCausalLM, args: Args, published_c
             base, named, switch_block_every=args.switch_every, switch_mode="ascending", verbose=0
         )
         if args.checkpointing:
-            truncate_backward(model, optimizer)  # what badam.hf's callback does in a Trainer run
+            truncate_backward(model)  # what badam.hf's callback does in a Trainer run
         return optimizer, base
     return published_cls(base, named, switch_block_every=args.switch_every, switch_mode="ascending", verbose=0), base
 

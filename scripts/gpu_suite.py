@@ -120,7 +120,7 @@ def memory_run(name: str, args: Args, device: torch.device) -> dict:
         verbose=0,
         update_in_backward=variant.get("update_in_backward", False),
     )
-    truncate_backward(model, optimizer)
+    truncate_backward(model)
     inputs = torch.randint(0, model.config.vocab_size, (args.batch, args.seq), device=device)
     clock, times, split = Clock(device), [], None
     held_at_start = held_bytes(optimizer, model)
@@ -167,7 +167,7 @@ def timing_models(args: Args, device: torch.device) -> dict:
     optimizer = BlockOptimizer(
         torch.optim.AdamW(model.parameters(), lr=1e-5), list(model.named_parameters()), switch_block_every=2, verbose=0
     )
-    truncate_backward(model, optimizer)
+    truncate_backward(model)
     methods["BAdam"] = (model, optimizer)
     lora = get_peft_model(build(config, device), LoraConfig(r=100, lora_alpha=200, target_modules="all-linear"))
     lora.enable_input_require_grads()  # checkpointed layers below the first adapter must still backpropagate

@@ -147,7 +147,7 @@ def wrap(model, optimizer_fn, args: Args, device: torch.device):
         fully_shard(model)
     optimizer = optimizer_fn(model)
     if args.gradient_checkpointing:
-        truncate_backward(model, optimizer)  # backward and recompute stop at the active block
+        truncate_backward(model)  # backward and recompute stop at the active block
     if args.engine == "ddp":
         from torch.nn.parallel import DistributedDataParallel
 

@@ -1,10 +1,13 @@
 """BREAD: SGD and LoRA corrections of the blocks BAdam leaves inactive."""
 
 import copy
+import re
+from pathlib import Path
 
 import pytest
 import torch
 from badam_tiny import batch, lm_loss, tiny_llama, train
+from model_families import build, loss, make_batch
 from peft import LoraConfig, get_peft_model
 
 from badam import BlockOptimizer
@@ -125,8 +128,8 @@ def test_sgd_with_reentrant_checkpointing_reaches_lower_layers():
     model = tiny_llama(layers=LAYERS)
     model.train()
     model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": True})
-    optimizer = bread(model)
-    truncate_backward(model, optimizer)
+    bread(model)  # its SGD correction steps the lower layers inside backward
+    truncate_backward(model)
     before = dict(model.named_parameters())["model.layers.0.mlp.up_proj.weight"].detach().clone()
     lm_loss(model, batch(0)).backward()
     assert not torch.equal(dict(model.named_parameters())["model.layers.0.mlp.up_proj.weight"], before)
@@ -228,3 +231,34 @@ def test_exact_resume_with_sgd_correction():
     train(resumed, optimizer, 4, seed0=3)
     for (name, a), b in zip(straight.named_parameters(), resumed.parameters()):
         assert torch.equal(a, b), name
+
+
+def readme_python_block(containing: str) -> str:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+    return next(block for block in blocks if containing in block)
+
+
+def test_the_readme_seq2seq_lora_example_runs_as_written():
+    namespace = {"model": build("t5")}
+    exec(readme_python_block("TaskType.SEQ_2_SEQ_LM"), namespace)
+    model, optimizer = namespace["model"], namespace["optimizer"]
+    assert optimizer.block_prefixes == [
+        ["base_model.model.encoder.block.0."],
+        ["base_model.model.encoder.block.1."],
+        ["base_model.model.decoder.block.0."],
+        ["base_model.model.decoder.block.1."],
+    ]
+    params = dict(model.named_parameters())
+    before = {n: p.detach().clone() for n, p in params.items()}
+    for step in range(2):
+        loss(model, make_batch("t5", step)).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    changed = {n for n, p in params.items() if not torch.equal(p, before[n])}
+    active = optimizer.block_prefixes[optimizer.active_block][0]
+    base_changed = {n for n in changed if not is_lora_adapter(n)}
+    assert base_changed and all(n.startswith(active) for n in base_changed), "only the active block's base weights"
+    for prefix in [p for block in optimizer.block_prefixes for p in block]:
+        assert any(n.startswith(prefix) and "lora_B" in n for n in changed), f"{prefix}: its adapters train too"
+    assert torch.equal(params["base_model.model.shared.weight"], before["base_model.model.shared.weight"])

@@ -7,7 +7,7 @@ import badam
 
 PACKAGE = Path(badam.__file__).parent
 CORE = [
-    *("partition", "schedule", "block", "holders", "precision", "tensor_step", "in_backward"),
+    *("partition", "stacks", "moe", "schedule", "block", "holders", "precision", "tensor_step", "in_backward"),
     *("bread", "ratio", "adam_mini", "clipping"),
 ]
 ADAPTERS = ["distributed", "fsdp", "zero3", "checkpoint", "hf", "hf_checkpoint"]

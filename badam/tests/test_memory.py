@@ -7,12 +7,14 @@ import sys
 import pytest
 import torch
 from badam_tiny import layer_heavy_config, tiny_llama_config
+from model_families import build
 from transformers import LlamaForCausalLM
 
 from badam.memory import (
     BUILTIN_MODELS,
     GB,
     METHODS,
+    PartitionOptions,
     count_parameters,
     enable_cpu_allocation_accounting,
     estimate,
@@ -411,6 +413,65 @@ def test_badam_estimate_agrees_with_block_optimizer():
         optimizer.step()
     assert 0 < peak.peak_delta_bytes <= ours.transient
     assert peak.end_delta_bytes == -grads.gradients  # the consumed bf16 gradients
+
+
+@pytest.mark.parametrize(
+    ("name", "total", "blocks", "largest", "options"),
+    [
+        # 32 layers of attention (4096^2 x 2 + 4096 x 1024 x 2), router, 8 experts of 3 x 4096 x 14336
+        ("mixtral-8x7b", 46_702_792_704, 32, 1_451_270_144, PartitionOptions()),
+        ("mixtral-8x7b", 46_702_792_704, 96, 8 * 2 * 14336 * 4096, PartitionOptions(split_moe=True)),
+        ("qwen3-30b-a3b", 30_532_122_624, 48, 623_120_640, PartitionOptions()),
+        ("qwen3-30b-a3b", 30_532_122_624, 144, 128 * 2 * 768 * 2048, PartitionOptions(split_moe=True)),
+        # transformers 5 always ties T5's LM head to its embedding: 2.78B, not the checkpoint's 2.85B.
+        # Largest: decoder block 0, self- and cross-attention, gated FFN, 3 norms, relative position bias.
+        ("flan-t5-xl", 2_783_959_040, 48, 8 * 2048**2 + 3 * 2048 * 5120 + 3 * 2048 + 32 * 32, PartitionOptions()),
+        ("llava-1.5-7b", 7_063_427_072, 32, 202_383_360, PartitionOptions()),
+        # + the CLIP tower's stem, 24 layers and head with the projector
+        ("llava-1.5-7b", 7_063_427_072, 58, 202_383_360, PartitionOptions(include_vision_tower=True)),
+    ],
+)
+def test_builtin_model_families(name, total, blocks, largest, options):
+    count = count_parameters(name, options)
+    assert (count.total, len(count.layers), max(b.numel for b in count.layers)) == (total, blocks, largest)
+    badam = estimate("badam", name, partition=options)
+    assert badam.num_blocks == blocks
+    assert badam.ours.master_copies == 4 * largest
+
+
+def test_family_config_paths_count_the_class_their_architectures_name(tmp_path):
+    for family in ("t5", "llava", "qwen3-moe"):
+        model = build(family)
+        model.config.save_pretrained(tmp_path / family)
+        count = count_parameters(tmp_path / family)
+        assert count.total == sum(p.numel() for p in model.parameters()), family
+
+
+def test_split_moe_estimate_agrees_with_block_optimizer():
+    from badam import BlockOptimizer
+
+    model = build("mixtral").to(torch.bfloat16)
+    ours = estimate("badam", model, partition=PartitionOptions(split_moe=True)).ours
+    base = torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=False)
+    optimizer = BlockOptimizer(base, list(model.named_parameters()), split_moe=True, start_block=1, verbose=0)
+    assert optimizer.block_prefixes[1] == ["model.layers.0.mlp.experts.gate_up_proj"], "the largest block"
+    ids = torch.randint(0, 128, (2, 16))
+    model(input_ids=ids, labels=ids).loss.backward()
+    assert held_bytes(optimizer, model).gradients == ours.gradients
+    optimizer.step()
+    after = held_bytes(optimizer, model)
+    assert (after.master_copies, after.optimizer_states) == (ours.master_copies, ours.optimizer_states)
+
+
+def test_cli_partition_options(capsys):
+    main(["--model", "mixtral-8x7b", "--method", "badam", "--split-moe"])
+    out = capsys.readouterr().out
+    assert "96 layer blocks" in out and "(D = 96 blocks)" in out
+    main(["--model", "llava-1.5-7b", "--method", "badam", "--include-vision-tower"])
+    assert "58 layer blocks" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--model", "llama2-7b", "--split-moe"])
+    assert "error: split_moe=True but no layer holds mixture-of-experts modules" in capsys.readouterr().err
 
 
 # --- peak tracking -------------------------------------------------------------------------------

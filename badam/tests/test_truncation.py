@@ -49,7 +49,7 @@ def test_checkpointed_backward_skips_layers_below_active_block(reentrant):
     assert set(full) == {n for n, p in model.named_parameters() if f"layers.{ACTIVE}." in n}
     optimizer.zero_grad()
 
-    truncate_backward(model, optimizer)
+    truncate_backward(model)
     calls[:] = [0] * LAYERS
     lm_loss(model, batch(0)).backward()
     assert calls == [1] * ACTIVE + [2] * (LAYERS - ACTIVE), "layers below the active block ran in backward"
@@ -75,7 +75,7 @@ def test_without_checkpointing_lower_layers_build_no_graph():
     assert all(requires.values())
     optimizer.zero_grad()
 
-    truncate_backward(model, optimizer)
+    truncate_backward(model)
     lm_loss(model, batch(0)).backward()
     assert [requires[i] for i in range(LAYERS)] == [False] * ACTIVE + [True] * (LAYERS - ACTIVE)
     for name, grad in active_grads(model).items():
@@ -93,8 +93,8 @@ def test_reentrant_follows_the_active_block_across_switches_and_is_idempotent():
         switch_mode="ascending",
         verbose=0,
     )
-    truncate_backward(model, optimizer)
-    truncate_backward(model, optimizer)
+    truncate_backward(model)
+    truncate_backward(model)
     for step in range(LAYERS):
         lm_loss(model, batch(step)).backward()
         with_grad = {n for n, p in model.named_parameters() if p.grad is not None}

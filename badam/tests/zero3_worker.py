@@ -44,7 +44,7 @@ def zero3_run(model, checkpointing=False):
     optimizer = block_optimizer(model, ds_zero3_enabled=True)
     if checkpointing:
         model.activation_checkpointing_enable()
-        truncate_backward(model, optimizer)
+        truncate_backward(model)
     engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=CONFIG)
     follow_block_switches(engine, optimizer)
     return engine, optimizer

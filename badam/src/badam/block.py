@@ -80,6 +80,10 @@ class BlockOptimizer(Optimizer):
         start_block: the first active block (random: the rest of the first block-epoch is random).
         active_modules: name substrings of parameters that stay trainable throughout (e.g. a task head).
         include_embedding / include_lm_head: add the embedding / LM head as extra blocks.
+        include_vision_tower: a vision-language (or audio) model's towers and projector become blocks
+            too, before the language model's layers; frozen otherwise (badam.stacks).
+        split_moe: split each mixture-of-experts layer into its attention and router, then its
+            experts (badam.moe); experts_per_block: experts per block, for experts kept as modules.
         verbose: 0 silent, 1 logs each switch (logging, level INFO), 2 prints each switch and the
             trainable parameter names (stdout, rank 0), as the published package does.
         log_fn: called as log_fn({"block": ..., "global_step": ..., "block_epoch": ...}) at each switch.
@@ -99,8 +103,8 @@ class BlockOptimizer(Optimizer):
             active block's fp32 masters and states (sharded) and runs the inner step; see badam.zero3.
             step() outside DeepSpeed is refused; None means False.
 
-    The positional order, up to ds_zero3_enabled, is the published package's; seed and the BREAD
-    options are keyword-only.
+    The positional order, up to ds_zero3_enabled, is the published package's; seed, the BREAD
+    options and the options this package adds are keyword-only.
 
     The adapters' contract: what badam.holders, fsdp, zero3, distributed and checkpoint use, and
     all that an engine adapter may use besides the torch.optim interface:
@@ -136,6 +140,9 @@ class BlockOptimizer(Optimizer):
         sgd_use_sign: bool = False,
         update_in_backward: bool = False,
         gradient_accumulation_steps: int = 1,
+        include_vision_tower: bool = False,
+        split_moe: bool = False,
+        experts_per_block: int | None = None,
     ) -> None:
         if not isinstance(base_optimizer, Optimizer):
             raise TypeError(f"base_optimizer must be a torch.optim.Optimizer, got {type(base_optimizer).__name__}")
@@ -164,8 +171,20 @@ class BlockOptimizer(Optimizer):
             self.holder.in_backward = BackwardUpdates(self, gradient_accumulation_steps)
         self.name_of = {param: name for name, param in named}
         self.group_of = self._map_groups(named)
+        if block_prefix_list is not None and (include_vision_tower or split_moe or experts_per_block is not None):
+            raise ValueError(
+                "include_vision_tower, split_moe and experts_per_block shape the inferred partition; "
+                "with block_prefix_list, list those blocks in it instead"
+            )
         if block_prefix_list is None:
-            block_prefix_list = infer_block_prefixes(list(self.named_params), include_embedding, include_lm_head)
+            block_prefix_list = infer_block_prefixes(
+                list(self.named_params),
+                include_embedding,
+                include_lm_head,
+                include_vision_tower=include_vision_tower,
+                split_moe=split_moe,
+                experts_per_block=experts_per_block,
+            )
         self._partition(normalize_prefix_list(block_prefix_list), tuple(active_modules))
         self.managed = [p for block in self.blocks + self.block_adapters for p in block] + self.always_active
         self.sgd = None

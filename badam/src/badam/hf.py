@@ -248,7 +248,7 @@ class BAdamCallback(TrainerCallback):
             return  # ratio mode trains every tensor: no backward to truncate, no block to log
         # Trainer enables activation checkpointing inside train(), after the optimizer exists, and
         # that re-installs the hook that defeats truncation: undo it here.
-        truncate_backward(self.model, self.block_optimizer)
+        truncate_backward(self.model)
         if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
             follow_wrapping(self.model, self.block_optimizer)
 

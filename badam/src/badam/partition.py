@@ -3,7 +3,12 @@
 BAdam trains one block at a time. The paper's layer-wise partition makes every transformer layer a
 block (D = number of layers); the embedding and the LM head can join as extra blocks. Blocks are
 found from parameter names, so the same rules hold for a bare model and for one inside a PEFT or
-DDP wrapper (whose names only gain a prefix).
+DDP wrapper (whose names only gain a prefix). Models with several layer stacks (badam.stacks):
+
+* encoder-decoders (T5, BART, Whisper): the encoder's layers, then the decoder's, in depth order;
+* vision-language models (Llava, Qwen2-VL, Gemma 3): the language model's layers; the vision
+  tower and its projector stay frozen unless `include_vision_tower` makes them blocks too;
+* mixture-of-experts layers can be split further with `split_moe` (badam.moe).
 
     from badam.partition import infer_block_prefixes, assign_blocks
     prefixes = infer_block_prefixes([n for n, _ in model.named_parameters()])
@@ -12,28 +17,28 @@ DDP wrapper (whose names only gain a prefix).
 from __future__ import annotations
 
 import difflib
-import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 
-# A repeated layer is "<stack>.<index>." where the stack name is one of the families' own:
-# Llama/Mistral/Qwen/NeoX `layers`, GPT-2 `h`, BERT/RoBERTa `layer`, others `blocks`.
-_LAYER = re.compile(r"^(.*?(?:^|\.)(?:layers|layer|h|blocks)\.(\d+)\.)")
-_EMBEDDING_NAMES = ("embed_tokens.", "wte.", "wpe.", "embed_in.", "embeddings.", "word_embeddings.")
+from .moe import split_layer
+from .stacks import is_projector, is_tower, model_stacks, tower_blocks
+
+_EMBEDDING_NAMES = ("embed_tokens.", "wte.", "wpe.", "embed_in.", "embeddings.", "word_embeddings.", "shared.")
 _LM_HEAD_NAMES = ("lm_head.", "embed_out.")
 
 
 def _first_prefix(names: Sequence[str], markers: Sequence[str]) -> list[str]:
-    """Module prefixes (up to and including the marker) of the names that contain a marker."""
+    """Module prefixes (up to and including the marker) of the names that contain a marker,
+    outside vision/audio towers (whose patch embeddings are not the model's input embedding)."""
     found: list[str] = []
     for name in names:
         for marker in markers:
             at = name.find(marker)
             if at == 0 or (at > 0 and name[at - 1] == "."):
                 prefix = name[: at + len(marker)]
-                if prefix not in found:
+                if prefix not in found and not is_tower(prefix) and not is_projector(prefix):
                     found.append(prefix)
     return found
 
@@ -49,54 +54,61 @@ def lm_head_prefixes(param_names: Sequence[str]) -> list[str]:
 
 
 def infer_block_prefixes(
-    param_names: Sequence[str], include_embedding: bool = False, include_lm_head: bool = False
+    param_names: Sequence[str],
+    include_embedding: bool = False,
+    include_lm_head: bool = False,
+    *,
+    include_vision_tower: bool = False,
+    split_moe: bool = False,
+    experts_per_block: int | None = None,
 ) -> list[list[str]]:
-    """The layer-wise partition: one block per transformer layer, in depth order.
+    """The layer-wise partition: one block per layer, in depth order (encoder before decoder).
 
     Returns a list of blocks, each a list of name prefixes. The embedding block comes first and the
-    LM head block last when asked for; the head's block also holds the final norm (and any other
-    module outside the layers and the embedding).
+    LM head block last when asked for; the head's block also holds the final norms (and any other
+    module outside the layers, the embedding and the towers). `include_vision_tower` puts the
+    vision/audio towers' blocks (stem, layers, head with the projector) before the language
+    model's; `split_moe` splits each mixture-of-experts layer (badam.moe).
     """
-    layers: dict[str, int] = {}
-    for name in param_names:
-        match = _LAYER.match(name)
-        if match and match.group(1) not in layers:
-            layers[match.group(1)] = int(match.group(2))
-    if not layers:
-        raise ValueError(
-            "could not infer BAdam blocks: no parameter name contains a repeated layer such as "
-            "'model.layers.0.', 'transformer.h.0.' or 'encoder.layer.0.'; pass block_prefix_list"
-        )
-    stacks = {prefix.rsplit(".", 2)[0] for prefix in layers}
-    if len(stacks) > 1:
-        raise ValueError(
-            f"could not infer BAdam blocks: several layer stacks found ({sorted(stacks)}); "
-            "pass block_prefix_list to say how to partition this model"
-        )
-    blocks = [[prefix] for prefix in sorted(layers, key=layers.get)]
+    names = list(param_names)
+    stacks = model_stacks(names)
+    blocks = tower_blocks(names, stacks) if include_vision_tower else []
+    if include_vision_tower and not stacks.towers:
+        raise ValueError("include_vision_tower=True but the model has no vision or audio tower")
+    layers = [layer for stack in stacks.language for layer in stack.layers]
+    if split_moe:
+        split = [split_layer(layer, names, experts_per_block) for layer in layers]
+        if all(len(parts) == 1 for parts in split):
+            raise ValueError("split_moe=True but no layer holds mixture-of-experts modules ('experts')")
+        blocks += [block for parts in split for block in parts]
+    else:
+        if experts_per_block is not None:
+            raise ValueError("experts_per_block applies with split_moe=True only")
+        blocks += [[layer] for layer in layers]
     if include_embedding:
-        embedding = embedding_prefixes(param_names)
+        embedding = embedding_prefixes(names)
         if not embedding:
             raise ValueError("include_embedding=True but no embedding parameters were found")
         blocks.insert(0, embedding)
     if include_lm_head:
-        lm_head = lm_head_prefixes(param_names)
+        lm_head = lm_head_prefixes(names)
         if not lm_head:
             raise ValueError("include_lm_head=True but no separate LM head was found (tied to the embedding?)")
-        blocks.append(_outside_layers(param_names, lm_head))
+        blocks.append(_outside_layers(names, lm_head, tuple(stacks.layer_prefixes())))
     return blocks
 
 
-def _outside_layers(param_names: Sequence[str], lm_head: list[str]) -> list[str]:
-    """The LM head's block: the head and every other module outside the layers and the embedding,
-    the final norm above all, which the published package trains with the head too."""
+def _outside_layers(param_names: Sequence[str], lm_head: list[str], layers: tuple[str, ...]) -> list[str]:
+    """The LM head's block: the head and every other module outside the layers, the embedding and
+    the towers, the final norm above all, which the published package trains with the head too."""
     embedding = tuple(embedding_prefixes(param_names))
     prefixes: list[str] = []
     for name in param_names:
-        if _LAYER.match(name) or name.startswith(embedding):
+        module = name.rsplit(".", 1)[0]
+        if name.startswith(layers + embedding) or is_tower(module) or is_projector(module):
             continue
         head = next((p for p in lm_head if name.startswith(p)), None)
-        prefix = head or name.rsplit(".", 1)[0] + "."
+        prefix = head or (module + "." if "." in name else name)
         if prefix not in prefixes:
             prefixes.append(prefix)
     return prefixes

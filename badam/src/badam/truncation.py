@@ -15,20 +15,17 @@ require grad (with BREAD's SGD correction, the layers below the active block may
 
     model.activation_checkpointing_enable()   # gradient_checkpointing_enable() before transformers 5
     optimizer = BlockOptimizer(...)
-    truncate_backward(model, optimizer)
+    truncate_backward(model)
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
-
-if TYPE_CHECKING:
-    from .block import BlockOptimizer
 
 
 class _TruncatingCheckpoint:
@@ -50,10 +47,19 @@ class _TruncatingCheckpoint:
         hidden = args[0] if args and torch.is_tensor(args[0]) else None
         if hidden is not None and torch.is_grad_enabled() and not hidden.requires_grad:
             if not any(p.requires_grad for p in self.layer.parameters()):
-                return function(*args, **kwargs)
-            if self.reentrant and hidden.is_floating_point():
+                if not _any_requires_grad(function, args, kwargs):
+                    return function(*args, **kwargs)
+            elif self.reentrant and hidden.is_floating_point():
                 args = (hidden.detach().requires_grad_(True), *args[1:])
         return self.checkpoint_fn(function, *args, **kwargs)
+
+
+def _any_requires_grad(function: Callable[..., Any], args: tuple, kwargs: dict) -> bool:
+    """Whether an input of the layer requires grad: a frozen decoder layer above a training encoder
+    layer gets its hidden states without grad but the encoder's output with it, and must pass
+    gradients back through it (transformers binds keyword arguments into a partial)."""
+    bound = function.keywords if isinstance(function, functools.partial) else {}
+    return any(torch.is_tensor(v) and v.requires_grad for v in (*args, *kwargs.values(), *bound.values()))
 
 
 def _is_reentrant(checkpoint_fn: Callable[..., Any]) -> bool:
@@ -71,15 +77,13 @@ def _remove_input_require_grads_hooks(model: nn.Module) -> None:
             module.disable_input_require_grads()
 
 
-def truncate_backward(model: nn.Module, optimizer: BlockOptimizer) -> None:
-    """Stop backward at the active block of `optimizer` for a (possibly PEFT-wrapped) HF model."""
+def truncate_backward(model: nn.Module) -> None:
+    """Stop backward at the lowest layer that trains (BlockOptimizer's active block), for a
+    (possibly PEFT-wrapped) Hugging Face model; it reads what trains from requires_grad at each call."""
     _remove_input_require_grads_hooks(model)
-    for prefixes in optimizer.block_prefixes:
-        for prefix in prefixes:
-            try:
-                layer = model.get_submodule(prefix.rstrip("."))
-            except AttributeError:
-                continue  # a prefix of parameter names that is not a module path
-            checkpoint_fn = getattr(layer, "_gradient_checkpointing_func", None)
-            if checkpoint_fn is not None and not isinstance(checkpoint_fn, _TruncatingCheckpoint):
-                layer._gradient_checkpointing_func = _TruncatingCheckpoint(checkpoint_fn, layer)
+    # Every checkpointed layer, not only the blocks': a tower's frozen layers below a training one
+    # run plainly too, and a partition that splits layers (badam.moe) names no layer module.
+    for layer in model.modules():
+        checkpoint_fn = getattr(layer, "_gradient_checkpointing_func", None)
+        if checkpoint_fn is not None and not isinstance(checkpoint_fn, _TruncatingCheckpoint):
+            layer._gradient_checkpointing_func = _TruncatingCheckpoint(checkpoint_fn, layer)

@@ -2,6 +2,7 @@
 
     python -m badam.memory --model llama2-7b [--method all|adam|badam|lora|lomo|adam_mini|badam_adam_mini]
                            [--blocks D] [--include-embedding] [--include-lm-head] [--lora-rank r]
+                           [--include-vision-tower] [--split-moe [--experts-per-block N]]
                            [--config path/to/config.json] [--json] [--debug]
 
 A bad model name, config file or option prints one line, `error: ...`, and exits with status 2;
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from .counts import BUILTIN_MODELS, ModelCount, _valid_models, count_parameters
+from .counts import BUILTIN_MODELS, ModelCount, PartitionOptions, _valid_models, count_parameters
 from .estimate import METHODS, MemoryEstimate, estimate
 
 GB = 10**9
@@ -47,7 +48,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], text_columns: S
 def format_report(count: ModelCount, estimates: Sequence[MemoryEstimate], builtin: str | None = None) -> str:
     """The CLI's text: Table 1 rows, the assumptions, and BAdam's Table 12 split."""
     lines = [
-        f"{count.name}: M = {count.total:,} parameters, {len(count.layers)} decoder layers; GB = 1e9 bytes; "
+        f"{count.name}: M = {count.total:,} parameters, {len(count.layers)} layer blocks; GB = 1e9 bytes; "
         "activations not included",
         "",
         "Table 1 (paper's accounting, mixed precision: bf16 model, fp32 optimizer)",
@@ -126,10 +127,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--model", default="llama2-7b", help=f"one of {_valid_models()} (default llama2-7b)")
     parser.add_argument("--config", help="path to a config.json or a model directory; overrides --model")
     parser.add_argument("--method", default="all", choices=["all", *METHODS])
-    parser.add_argument("--blocks", type=int, help="BAdam: number of blocks of decoder layers (default: one per layer)")
+    parser.add_argument(
+        "--blocks",
+        type=int,
+        help="BAdam: number of blocks of layers (default: one per layer, or per part with --split-moe)",
+    )
     parser.add_argument("--include-embedding", action="store_true", help="BAdam: the embedding is an extra block")
     parser.add_argument("--include-lm-head", action="store_true", help="BAdam: the LM head is an extra block")
     parser.add_argument("--lora-rank", type=int, default=8)
+    parser.add_argument(
+        "--include-vision-tower", action="store_true", help="BAdam: a vision-language model's tower is blocks too"
+    )
+    parser.add_argument(
+        "--split-moe", action="store_true", help="BAdam: split MoE layers into attention + router, then experts"
+    )
+    parser.add_argument("--experts-per-block", type=int, help="BAdam, with --split-moe: experts per block (unfused)")
     parser.add_argument("--json", action="store_true", help="print JSON (bytes) instead of the table")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error (also BADAM_DEBUG=1)")
     args = parser.parse_args(argv)
@@ -139,7 +151,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         _fail(f"{args.config}: no such file or directory")
     methods = list(METHODS) if args.method == "all" else [args.method]
     try:
-        count = count_parameters(spec)
+        partition = PartitionOptions(args.include_vision_tower, args.split_moe, args.experts_per_block)
+        count = count_parameters(spec, partition)
         estimates = [
             estimate(
                 method,

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 class BuiltinModel:
     title: str
     config: dict[str, Any]
+    model_type: str = "llama"  # the transformers config class it builds (CONFIG_MAPPING key)
 
 
 BUILTIN_MODELS: dict[str, BuiltinModel] = {
@@ -70,7 +71,70 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
             vocab_size=32000,
         ),
     ),
+    "mixtral-8x7b": BuiltinModel(
+        "Mixtral 8x7B",
+        dict(
+            hidden_size=4096,
+            intermediate_size=14336,
+            num_hidden_layers=32,
+            num_attention_heads=32,
+            num_key_value_heads=8,
+            num_local_experts=8,
+            num_experts_per_tok=2,
+            vocab_size=32000,
+        ),
+        "mixtral",
+    ),
+    "qwen3-30b-a3b": BuiltinModel(
+        "Qwen3-30B-A3B",
+        dict(
+            hidden_size=2048,
+            intermediate_size=6144,
+            moe_intermediate_size=768,
+            num_hidden_layers=48,
+            num_attention_heads=32,
+            num_key_value_heads=4,
+            head_dim=128,
+            num_experts=128,
+            num_experts_per_tok=8,
+            vocab_size=151936,
+        ),
+        "qwen3_moe",
+    ),
+    "flan-t5-xl": BuiltinModel(
+        "Flan-T5-XL",
+        dict(
+            d_model=2048,
+            d_ff=5120,
+            d_kv=64,
+            num_heads=32,
+            num_layers=24,
+            num_decoder_layers=24,
+            vocab_size=32128,
+            feed_forward_proj="gated-gelu",
+        ),
+        "t5",
+    ),
 }
+BUILTIN_MODELS["llava-1.5-7b"] = BuiltinModel(
+    "LLaVA-1.5-7B",
+    dict(
+        # Vicuna-7B: Llama 2-7B's shape with 64 more token ids
+        text_config=dict(BUILTIN_MODELS["llama2-7b"].config, model_type="llama", vocab_size=32064),
+        vision_config=dict(
+            model_type="clip_vision_model",
+            hidden_size=1024,
+            intermediate_size=4096,
+            num_hidden_layers=24,
+            num_attention_heads=16,
+            image_size=336,
+            patch_size=14,
+            projection_dim=768,
+        ),
+        image_token_index=32000,
+    ),
+    "llava",
+)
 
 
 @dataclass(frozen=True)
@@ -90,7 +154,8 @@ class Block:
 
 @dataclass(frozen=True)
 class ModelCount:
-    """Parameter counts of a model, per decoder layer; shared (tied) parameters counted once."""
+    """Parameter counts of a model, per block of BAdam's default partition (a layer, or a part of
+    one with split_moe); shared (tied) parameters counted once."""
 
     name: str
     total: int
@@ -117,20 +182,40 @@ def _module_block(model: nn.Module, module: nn.Module | None) -> Block | None:
     return _block(f"{name}.", list(module.parameters()), [])
 
 
-def count_module(model: nn.Module, name: str | None = None) -> ModelCount:
-    """Count an instantiated model (real or on the meta device) layer by layer.
+@dataclass(frozen=True)
+class PartitionOptions:
+    """How BAdam's default partition is drawn (badam.partition.infer_block_prefixes)."""
 
-    Layers are found by the same rule as BlockOptimizer's default partition (`badam.partition`).
+    include_vision_tower: bool = False  # the vision/audio towers and projector are blocks too
+    split_moe: bool = False  # each mixture-of-experts layer is split: attention and router, then experts
+    experts_per_block: int | None = None  # with split_moe: experts per block, for experts kept as modules
+
+
+def _block_name(prefixes: Sequence[str]) -> str:
+    return prefixes[0] if len(prefixes) == 1 else f"{prefixes[0]} (+{len(prefixes) - 1} more)"
+
+
+def count_module(model: nn.Module, name: str | None = None, partition: PartitionOptions | None = None) -> ModelCount:
+    """Count an instantiated model (real or on the meta device) block by block.
+
+    Blocks are drawn by the same rule as BlockOptimizer's default partition (`badam.partition`):
+    one per layer of the language model, or finer/wider as `partition` says.
     """
+    partition = partition or PartitionOptions()
     named = list(model.named_parameters())
     names = [n for n, _ in named]
     params = dict(named)
-    layer_prefixes = infer_block_prefixes(names)
+    layer_prefixes = infer_block_prefixes(
+        names,
+        include_vision_tower=partition.include_vision_tower,
+        split_moe=partition.split_moe,
+        experts_per_block=partition.experts_per_block,
+    )
     members = assign_blocks(names, layer_prefixes)
     linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     layers = tuple(
         _block(
-            prefixes[0],
+            _block_name(prefixes),
             [params[n] for n in member],
             [m for n, m in linears if any(n.startswith(p) for p in prefixes)],
         )
@@ -223,13 +308,13 @@ def _read_config(path: Path) -> PretrainedConfig:
 def load_config(spec: str | os.PathLike | PretrainedConfig) -> tuple[PretrainedConfig, str]:
     """A transformers config and a display name, from a built-in name, a config path or a config."""
     # transformers is imported here, not at the top: held_bytes and track_peak need only torch.
-    from transformers import LlamaConfig, PretrainedConfig
+    from transformers import CONFIG_MAPPING, PretrainedConfig
 
     if isinstance(spec, PretrainedConfig):
         return spec, getattr(spec, "name_or_path", "") or type(spec).__name__
     if isinstance(spec, str) and spec in BUILTIN_MODELS:
         builtin = BUILTIN_MODELS[spec]
-        return LlamaConfig(**builtin.config, tie_word_embeddings=False), builtin.title
+        return CONFIG_MAPPING[builtin.model_type](**builtin.config, tie_word_embeddings=False), builtin.title
     path = Path(spec)
     if path.exists():
         return _read_config(path), str(path)
@@ -237,31 +322,54 @@ def load_config(spec: str | os.PathLike | PretrainedConfig) -> tuple[PretrainedC
 
 
 @functools.cache
-def _count_builtin(name: str) -> ModelCount:
+def _count_builtin(name: str, partition: PartitionOptions) -> ModelCount:
     config, title = load_config(name)
-    return _count_config(config, title)
+    return _count_config(config, title, partition)
 
 
-def _count_config(config: PretrainedConfig, name: str) -> ModelCount:
-    from transformers import AutoModelForCausalLM
+def _build_on_meta(config: PretrainedConfig) -> nn.Module:
+    """The model a config describes, with its LM head: the class its `architectures` name, else the
+    first Auto class that takes the config (causal LM, seq2seq, image-text-to-text, masked LM)."""
+    import transformers
 
+    named = [getattr(transformers, a, None) for a in getattr(config, "architectures", None) or ()]
+    if named and named[0] is not None:
+        return named[0](config)
+    for auto in (
+        "AutoModelForCausalLM",
+        "AutoModelForSeq2SeqLM",
+        "AutoModelForImageTextToText",
+        "AutoModelForMaskedLM",
+    ):
+        try:
+            return getattr(transformers, auto).from_config(config)
+        except ValueError:
+            continue
+    raise ValueError(f"no language-model class of transformers takes a {config.model_type!r} config")
+
+
+def _count_config(config: PretrainedConfig, name: str, partition: PartitionOptions) -> ModelCount:
     with torch.device("meta"):
         try:
-            model = AutoModelForCausalLM.from_config(config)
+            model = _build_on_meta(config)
         except ValueError as exc:
             raise ValueError(
-                f"{name}: cannot build a causal LM from this {config.model_type!r} config ({_one_line(exc)}); "
+                f"{name}: cannot build a model from this {config.model_type!r} config ({_one_line(exc)}); "
                 "build the model yourself (the meta device needs no memory) and pass the module"
             ) from exc
-    return count_module(model, name)
+    return count_module(model, name, partition)
 
 
-def count_parameters(model_or_config: str | os.PathLike | PretrainedConfig | nn.Module | ModelCount) -> ModelCount:
+def count_parameters(
+    model_or_config: str | os.PathLike | PretrainedConfig | nn.Module | ModelCount,
+    partition: PartitionOptions | None = None,
+) -> ModelCount:
     """Count a built-in model, a config path, a transformers config or a module, without weights."""
+    partition = partition or PartitionOptions()
     if isinstance(model_or_config, ModelCount):
         return model_or_config
     if isinstance(model_or_config, nn.Module):
-        return count_module(model_or_config)
+        return count_module(model_or_config, partition=partition)
     if isinstance(model_or_config, str) and model_or_config in BUILTIN_MODELS:
-        return _count_builtin(model_or_config)
-    return _count_config(*load_config(model_or_config))
+        return _count_builtin(model_or_config, partition)
+    return _count_config(*load_config(model_or_config), partition)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from ..tensor_step import slice_numel
-from .counts import Block, ModelCount, count_parameters
+from .counts import Block, ModelCount, PartitionOptions, count_parameters
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
@@ -52,7 +52,7 @@ class Breakdown:
 
 @dataclass(frozen=True)
 class EstimateOptions:
-    blocks: int | None = None  # BAdam: groups of decoder layers; None = one block per layer
+    blocks: int | None = None  # BAdam: groups of the default partition's blocks; None = those blocks
     include_embedding: bool = False
     include_lm_head: bool = False
     lora_rank: int = 8
@@ -304,13 +304,15 @@ def estimate(
     include_embedding: bool = False,
     include_lm_head: bool = False,
     lora_rank: int = 8,
+    partition: PartitionOptions | None = None,
 ) -> MemoryEstimate:
     """Memory of `method` for a model given by built-in name, config path, config, module or count.
 
     The accounting is the paper's mixed-precision setting (bf16 model, fp32 optimizer); a module
-    contributes only its parameter counts and structure, whatever its dtype.
+    contributes only its parameter counts and structure, whatever its dtype. `partition` draws
+    BAdam's blocks as BlockOptimizer's options of the same names do (towers, MoE split).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
     options = EstimateOptions(blocks, include_embedding, include_lm_head, lora_rank)
-    return METHODS[method](count_parameters(model_or_config), options)
+    return METHODS[method](count_parameters(model_or_config, partition), options)
