@@ -9,14 +9,18 @@ with exponential backoff and jitter, honouring a Retry-After header, each retry 
 retrying it would only burn time. So is an endpoint that cannot be connected to (refused, unknown
 host) `connect_failures` times in a row: nothing listens there, and waiting minutes would not help.
 One client is safe to share between threads; stop() makes every request give up instead of retrying.
+APIArgs holds the arguments of the commands that pay for requests (judge, api_answer) and makes their
+client.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -117,3 +121,47 @@ def _retry_after(response: httpx.Response) -> float:
         return min(float(response.headers.get("retry-after", 0)), 600.0)
     except ValueError:  # an HTTP date instead of seconds: fall back to our own backoff
         return 0.0
+
+
+@dataclass(kw_only=True)
+class APIArgs:
+    """The endpoint and how to ask it: the arguments every command that pays for requests shares."""
+
+    api_base: str = field(default="https://api.openai.com/v1", metadata={"help": "OpenAI-compatible base URL"})
+    api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "environment variable holding the API key"})
+    parallel: int = field(default=4, metadata={"help": "requests at once"})
+    timeout: float = field(default=120.0, metadata={"help": "seconds for one request"})
+    max_retries: int = field(
+        default=8,
+        metadata={
+            "help": "retries of one request on 429/5xx/timeouts/bad bodies (3 failed connections in a row stop the run)"
+        },
+    )
+    backoff: float = field(default=2.0, metadata={"help": "seconds before the first retry, doubled after each"})
+
+    def __post_init__(self):  # checked before anything is loaded or sent
+        for name, low in (("parallel", 1), ("max_retries", 0), ("backoff", 0)):
+            if getattr(self, name) < low:
+                raise UsageError(f"--{name} {getattr(self, name)}: must be at least {low}")
+        if self.timeout <= 0:
+            raise UsageError(f"--timeout {self.timeout}: must be more than 0 seconds")
+        try:
+            url = httpx.URL(self.api_base)
+        except httpx.InvalidURL as e:
+            raise UsageError(f"--api_base {self.api_base!r}: not a URL ({e})") from None
+        if url.scheme not in ("http", "https") or not url.host:
+            raise UsageError(
+                f"--api_base {self.api_base!r}: needs http:// or https:// and a host, e.g. https://api.openai.com/v1"
+            )
+
+    def client(self, model: str) -> ChatClient:
+        """A client asking `model`, with the key from the environment (required for OpenAI's endpoint)."""
+        api_key = os.environ.get(self.api_key_env)
+        if not api_key and httpx.URL(self.api_base).host == "api.openai.com":
+            raise UsageError(
+                f"${self.api_key_env} is not set: export it with your OpenAI API key (or name the "
+                "variable that holds it with --api_key_env)"
+            )
+        if not api_key:  # a local server (vLLM, the fake judge) may well need none
+            warnings.warn(f"${self.api_key_env} is not set: sending requests without an API key", stacklevel=2)
+        return ChatClient(self.api_base, model, api_key, self.timeout, self.max_retries, self.backoff)

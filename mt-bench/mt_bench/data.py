@@ -19,15 +19,26 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from mt_bench.cli import UsageError
 
+# FastChat's llm_judge sampling temperatures by category; other categories get 0.7, as there.
+TEMPERATURE = {
+    "writing": 0.7,
+    "roleplay": 0.7,
+    "extraction": 0.0,
+    "math": 0.0,
+    "coding": 0.0,
+    "reasoning": 0.0,
+    "stem": 0.1,
+    "humanities": 0.1,
+}
 CATEGORIES = ("writing", "roleplay", "reasoning", "math", "coding", "extraction", "stem", "humanities")
 DOWNLOAD_URL = "https://raw.githubusercontent.com/lm-sys/FastChat/main/fastchat/llm_judge/data"
 # Outputs mirror FastChat's layout below this directory: model_answer/<model_id>.jsonl and
-# model_judgment/<judge>_single.jsonl, so FastChat's own files can be dropped in and read.
+# model_judgment/<judge>_{single,pair}.jsonl, so FastChat's own files can be dropped in and read.
 OUTPUT_DIR = Path(__file__).resolve().parents[1] / "outputs"
 
 
@@ -163,29 +174,99 @@ def load_answers(path: str | Path) -> dict[int, dict]:
     return answers
 
 
-def load_judgments(path: str | Path, pairwise: bool = False) -> list[dict]:
-    """Judgment records, checked: single-answer (FastChat's format, a numeric score) or pairwise games."""
+# Judgment files by kind: the fields each record must have, and their types. "pair" is FastChat's
+# pairwise format (one line per comparison); "game" one game of a comparison whose other game is
+# not judged yet (see judge.py), in <judgment file>.partial.
+JUDGMENT_FIELDS = {
+    "single": {"question_id": int, "model": str, "judge": list, "turn": int, "score": (int, float)},
+    "pair": {"question_id": int, "model_1": str, "model_2": str, "judge": list, "g1_winner": str, "g2_winner": str},
+    "game": {
+        "question_id": int,
+        "model_1": str,
+        "model_2": str,
+        "judge": list,
+        "turn": int,
+        "game": int,
+        "winner": str,
+    },
+}
+WINNERS = ("model_1", "model_2", "tie", "error")
+
+
+def load_judgments(path: str | Path, kind: str = "single") -> list[dict]:
+    """Judgment records of a kind (see JUDGMENT_FIELDS), checked; FastChat's files read as they are."""
     path = Path(path)
-    kinds = {"question_id": int, "turn": int, "judge": list}
-    kinds.update(
-        {"model_1": str, "model_2": str, "game": int, "winner": str}
-        if pairwise
-        else {"model": str, "score": (int, float)}
-    )
     records = []
     for lineno, j in numbered_records(path):
-        for key, kind in kinds.items():
-            _require(j, path, lineno, key, kind)
+        for key, field_type in JUDGMENT_FIELDS[kind].items():
+            _require(j, path, lineno, key, field_type)
         if not j["judge"] or not isinstance(j["judge"][0], str):
             raise UsageError(
                 f"{path}:{lineno}: field 'judge' must be [judge model, prompt name], got {j['judge']!r:.80}"
             )
-        if pairwise and j["winner"] not in ("model_1", "model_2", "tie", "error"):
-            raise UsageError(
-                f"{path}:{lineno}: field 'winner' must be model_1, model_2, tie or error, got {j['winner']!r:.80}"
-            )
+        for key in ("winner", "g1_winner", "g2_winner"):
+            if key in JUDGMENT_FIELDS[kind] and j[key] not in WINNERS:
+                raise UsageError(
+                    f"{path}:{lineno}: field '{key}' must be model_1, model_2, tie or error, got {j[key]!r:.80}"
+                )
         records.append(j)
     return records
+
+
+def partial_path(path: str | Path) -> Path:
+    """Beside an output file, the pieces of its records not yet whole (a comparison's first game, an
+    answer's first turn): kept so that a rerun does not pay for them again, while the file itself
+    holds only whole records, as FastChat's tools expect."""
+    path = Path(path)
+    return path.with_name(path.name + ".partial")
+
+
+def prune_jsonl(path: Path, keep: Callable[[dict], bool]) -> None:
+    """Keep only the records `keep` accepts, atomically; remove the file when none is left."""
+    if not path.exists():
+        return
+    records = [r for r in read_jsonl(path) if keep(r)]
+    if records:
+        rewrite_jsonl(path, records)
+    else:
+        path.unlink()
+
+
+def select_questions(questions: list[dict], begin: int | None, end: int | None) -> list[dict]:
+    """questions[begin:end] (FastChat's --question-begin/--question-end); an empty slice is a UsageError."""
+    selected = questions[begin:end]
+    if not selected:
+        raise UsageError(
+            f"--question_begin {begin} --question_end {end}: no question of the {len(questions)} in that slice"
+        )
+    return selected
+
+
+def questions_to_answer(
+    data_dir: str | None, begin: int | None, end: int | None, answer_file: Path, model_id: str
+) -> list[dict]:
+    """The questions of questions[begin:end] that answer_file (if it exists) does not answer yet, its
+    answers checked to be this model's, to these questions; says how many are answered already."""
+    data_dir = resolve_data_dir(data_dir)
+    all_questions = load_questions(data_dir)
+    questions = select_questions(all_questions, begin, end)
+    done = load_answers(answer_file) if answer_file.exists() else {}
+    check_question_ids(done, all_questions, answer_file, data_dir)
+    others = sorted({a.get("model_id") for a in done.values()} - {model_id}, key=str)
+    if others:
+        raise UsageError(
+            f"{answer_file}: holds answers of model_id {others}, not {model_id!r}: pass another "
+            "--answer_file, or the model id those answers were made with"
+        )
+    todo = [q for q in questions if q["question_id"] not in done]
+    print(f"{model_id}: {len(questions) - len(todo)} of {len(questions)} questions already answered in {answer_file}")
+    return todo
+
+
+def reorg_answers(answer_file: Path) -> None:
+    """Sort by question id, one answer per id (the last), as FastChat's reorg_answer_file leaves a file."""
+    answers = load_answers(answer_file)
+    rewrite_jsonl(answer_file, [answers[k] for k in sorted(answers)])
 
 
 def check_question_ids(ids: Iterable[int], questions: list[dict], path: str | Path, data_dir: str | Path) -> None:

@@ -41,6 +41,16 @@ def fake_verdict(user_prompt: str) -> str:
     return "ABC"[fake_rating(user_prompt) % 3]
 
 
+def fake_judgment(messages: list[dict]) -> str:
+    """The fake judge's reply to a request's messages: a verdict for a pairwise prompt (its system
+    prompt asks for [[A]]), else a rating."""
+    prompt = messages[-1]["content"]
+    pairwise = "[[A]]" in messages[0]["content"]
+    return "The answer is fine.\n\n" + (
+        f"[[{fake_verdict(prompt)}]]" if pairwise else f"Rating: [[{fake_rating(prompt)}]]"
+    )
+
+
 class FakeJudge:
     """The server, run on a thread: `with FakeJudge(faults=[...]) as judge: ... judge.api_base ...`."""
 
@@ -50,15 +60,17 @@ class FakeJudge:
             raise ValueError(f"unknown faults {set(self.faults) - set(FAULTS)}; known: {FAULTS}")
         self.slow_seconds = slow_seconds
         self.log: list[tuple[str, str]] = []  # (fault served, user prompt) for every request
+        self.requests: list[dict] = []  # the body of every request
         self.authorization: set[str] = set()  # Authorization headers seen
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
         self.api_base = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
 
-    def next_fault(self, user_prompt: str, authorization: str) -> str:
+    def next_fault(self, request: dict, authorization: str) -> str:
         with self.lock:
             fault = self.faults.popleft() if self.faults else "ok"
-            self.log.append((fault, user_prompt))
+            self.log.append((fault, request["messages"][-1]["content"]))
+            self.requests.append(request)
             self.authorization.add(authorization)
         return fault
 
@@ -108,8 +120,7 @@ def _handler(judge: FakeJudge) -> type[BaseHTTPRequestHandler]:
             if self.path.rstrip("/") != "/v1/chat/completions":
                 return self.reply(404, b'{"error": {"message": "not found"}}')
             request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-            prompt = request["messages"][-1]["content"]
-            fault = judge.next_fault(prompt, self.headers.get("Authorization", ""))
+            fault = judge.next_fault(request, self.headers.get("Authorization", ""))
             if fault in ("429", "500", "401"):
                 error = json.dumps({"error": {"message": f"injected {fault}", "type": "fake"}}).encode()
                 return self.reply(int(fault), error, {"Retry-After": "0"} if fault == "429" else {})
@@ -117,11 +128,7 @@ def _handler(judge: FakeJudge) -> type[BaseHTTPRequestHandler]:
                 return self.reply(200, b'{"choices": [{"message": {"role": "assistant"')
             if fault == "slow":
                 time.sleep(judge.slow_seconds)
-            if "[[A]]" in request["messages"][0]["content"]:
-                verdict = f"[[{fake_verdict(prompt)}]]"
-            else:
-                verdict = f"Rating: [[{fake_rating(prompt)}]]"
-            text = "The answer is fine." + ("" if fault == "unrated" else f"\n\n{verdict}")
+            text = "The answer is fine." if fault == "unrated" else fake_judgment(request["messages"])
             self.reply(200, json.dumps(_completion(request.get("model", "fake"), text)).encode())
 
     return Handler

@@ -2,10 +2,14 @@
 
 Both turns of each question are answered in one conversation (the first answer is in the context of
 the second), at FastChat's per-category temperature (greedy below 1e-4; top_p/top_k from the model's
-generation_config, as in FastChat), in batches of questions of one category. Answers go to
+generation_config, as in FastChat). Greedy categories are answered in batches of questions of one
+category; a sampled category's questions one at a time, each seeded with --seed + the choice index
+as FastChat seeds every question, so --batch_size never changes an answer. Answers go to
 <out_dir>/model_answer/<model_id>.jsonl in FastChat's format, appended batch by batch; a rerun skips
 the question ids already there, so an interrupted run (Ctrl-C, SIGTERM, a crash) loses at most the
-batch being answered.
+batch being answered. The model sits on one --device, or is spread over the GPUs by --device_map
+auto (--max_gpu_memory caps each); --load_8bit loads 8-bit weights (bitsandbytes), as FastChat's
+options do.
 
     python -m mt_bench.generate --model_path meta-llama/Meta-Llama-3-8B --model_id llama3-8b-base \\
         --template default --data_dir ../shared/data/mt_bench
@@ -36,26 +40,12 @@ from mt_bench import cli
 from mt_bench.cli import Interrupted, UsageError
 from mt_bench.data import (
     OUTPUT_DIR,
+    TEMPERATURE,
     append_jsonl,
-    check_question_ids,
-    load_answers,
-    load_questions,
-    resolve_data_dir,
-    rewrite_jsonl,
+    questions_to_answer,
+    reorg_answers,
 )
 from mt_bench.templates import Prompter, check_template, make_prompter
-
-# FastChat's llm_judge temperatures by category; other categories get 0.7, as there.
-TEMPERATURE = {
-    "writing": 0.7,
-    "roleplay": 0.7,
-    "extraction": 0.0,
-    "math": 0.0,
-    "coding": 0.0,
-    "reasoning": 0.0,
-    "stem": 0.1,
-    "humanities": 0.1,
-}
 
 
 @dataclass
@@ -83,6 +73,16 @@ class GenerateArgs:
         default="auto", metadata={"help": "weights' dtype", "choices": ["auto", "bfloat16", "float16", "float32"]}
     )
     device: str = field(default="auto", metadata={"help": "auto (cuda if available), cpu, cuda, cuda:1, ..."})
+    device_map: str | None = field(
+        default=None, metadata={"help": "spread the model over the GPUs instead: auto, balanced, sequential"}
+    )
+    max_gpu_memory: str | None = field(
+        default=None, metadata={"help": "with --device_map: the most memory per GPU, e.g. 20GiB (FastChat's)"}
+    )
+    load_8bit: bool = field(default=False, metadata={"help": "8-bit weights, through bitsandbytes (FastChat's)"})
+    cpu_offloading: bool = field(
+        default=False, metadata={"help": "with --load_8bit: what does not fit the GPUs stays on the CPU (FastChat's)"}
+    )
     seed: int = field(default=0, metadata={"help": "sampling seed (choice i uses seed + i, as FastChat's i)"})
     question_begin: int | None = field(default=None, metadata={"help": "slice of the questions: first index"})
     question_end: int | None = field(default=None, metadata={"help": "slice of the questions: end index"})
@@ -102,6 +102,12 @@ class GenerateArgs:
                 raise UsageError(f"--device {self.device}: not a device; use auto, cpu, cuda or cuda:N") from None
             if device.type == "cuda" and not torch.cuda.is_available():
                 raise UsageError(f"--device {self.device}: no CUDA GPU here; use --device cpu (or auto)")
+        if self.device_map and self.device != "auto":
+            raise UsageError(f"--device_map {self.device_map} places the model itself: leave out --device")
+        if self.max_gpu_memory and not self.device_map:
+            raise UsageError("--max_gpu_memory: goes with --device_map (e.g. --device_map auto)")
+        if self.cpu_offloading and not (self.load_8bit and self.device_map):
+            raise UsageError("--cpu_offloading: goes with --load_8bit and --device_map, as in FastChat")
 
 
 def hub_offline(path: str, flag: str) -> bool:
@@ -129,7 +135,7 @@ def from_pretrained(auto_class, path: str, flag: str, **kwargs):
         kwargs["adapter_kwargs"] = {"local_files_only": True}
     try:
         return auto_class.from_pretrained(path, local_files_only=offline, **kwargs)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, ImportError) as e:  # ImportError: e.g. --load_8bit without bitsandbytes
         if offline:
             raise UsageError(
                 f"{flag} {path}: not found locally and there is no network: pass a local model directory"
@@ -138,30 +144,47 @@ def from_pretrained(auto_class, path: str, flag: str, **kwargs):
         raise UsageError(f"{flag} {path}: cannot load it ({first_line})") from e
 
 
-def load_model(model_path: str, base_model: str | None, dtype: str, device: str):
+def load_kwargs(args: GenerateArgs) -> dict:
+    """from_pretrained's placement and precision arguments for the model (not its tokenizer)."""
+    device = args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
+    kwargs = {
+        "dtype": args.dtype if args.dtype == "auto" else getattr(torch, args.dtype),
+        # Loaded straight onto its device(s): 8-bit weights cannot be moved there afterwards.
+        "device_map": args.device_map or {"": device},
+    }
+    if args.max_gpu_memory:
+        kwargs["max_memory"] = {i: args.max_gpu_memory for i in range(torch.cuda.device_count())}
+    if args.load_8bit:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_8bit=True, llm_int8_enable_fp32_cpu_offload=args.cpu_offloading
+        )
+    return kwargs
+
+
+def load_model(args: GenerateArgs):
     """Model and left-padding tokenizer; a LoRA adapter dir is loaded onto its base and merged."""
+    model_path, kwargs = args.model_path, load_kwargs(args)
     adapter_config = Path(model_path) / "adapter_config.json"
-    torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
     if adapter_config.is_file():
         from peft import PeftModel
 
-        base, flag = base_model, "--base_model"
+        base, flag = args.base_model, "--base_model"
         if not base:
             base, flag = _adapter_base(adapter_config), f"{adapter_config}: base_model_name_or_path"
-        model = from_pretrained(AutoModelForCausalLM, base, flag, dtype=torch_dtype)
+        model = from_pretrained(AutoModelForCausalLM, base, flag, **kwargs)
         model = PeftModel.from_pretrained(model, model_path).merge_and_unload()
         has_tokenizer = any((Path(model_path) / f).is_file() for f in ("tokenizer.json", "tokenizer.model"))
         tokenizer_path, tokenizer_flag = (model_path, "--model_path") if has_tokenizer else (base, flag)
         tokenizer = from_pretrained(AutoTokenizer, tokenizer_path, tokenizer_flag)
     else:
-        model = from_pretrained(AutoModelForCausalLM, model_path, "--model_path", dtype=torch_dtype)
+        model = from_pretrained(AutoModelForCausalLM, model_path, "--model_path", **kwargs)
         tokenizer = from_pretrained(AutoTokenizer, model_path, "--model_path")
     tokenizer.padding_side = "left"  # generation continues at the right end of every row
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return model.to(device).eval(), tokenizer
+    return model.eval(), tokenizer
 
 
 def _adapter_base(adapter_config: Path) -> str:
@@ -216,11 +239,13 @@ def complete(
 
 
 def make_batches(questions: list[dict], size: int) -> list[list[dict]]:
-    """Runs of consecutive questions of one category, at most `size` long (one temperature each)."""
+    """Runs of consecutive questions of one category (one temperature each), at most `size` long;
+    one question each where the category is sampled, so that it gets its own seed, as in FastChat
+    (a batch would share one random stream, and its answers would depend on --batch_size)."""
     batches = []
-    for _, group in groupby(questions, key=lambda q: q["category"]):
-        group = list(group)
-        batches += [group[i : i + size] for i in range(0, len(group), size)]
+    for category, run in groupby(questions, key=lambda q: q["category"]):
+        group, n = list(run), size if TEMPERATURE.get(category, 0.7) < 1e-4 else 1
+        batches += [group[i : i + n] for i in range(0, len(group), n)]
     return batches
 
 
@@ -229,7 +254,7 @@ def answer_batch(model, tokenizer, prompter: Prompter, questions: list[dict], ar
     temperature = TEMPERATURE.get(questions[0]["category"], 0.7)
     choices = [[] for _ in questions]
     for index in range(args.num_choices):
-        torch.manual_seed(args.seed + index)
+        torch.manual_seed(args.seed + index)  # per question when sampling: see make_batches
         answers = [[] for _ in questions]
         for turn in range(max(len(q["turns"]) for q in questions)):
             rows = [i for i, q in enumerate(questions) if turn < len(q["turns"])]
@@ -252,31 +277,12 @@ def answer_batch(model, tokenizer, prompter: Prompter, questions: list[dict], ar
 
 
 def generate(args: GenerateArgs) -> Path:
-    data_dir = resolve_data_dir(args.data_dir)
-    all_questions = load_questions(data_dir)
-    questions = all_questions[args.question_begin : args.question_end]
-    if not questions:
-        raise UsageError(
-            f"--question_begin {args.question_begin} --question_end {args.question_end}: no question "
-            f"of the {len(all_questions)} in that slice"
-        )
     answer_file = Path(args.answer_file or Path(args.out_dir) / "model_answer" / f"{args.model_id}.jsonl")
-    done = load_answers(answer_file) if answer_file.exists() else {}
-    check_question_ids(done, all_questions, answer_file, data_dir)
-    others = sorted({a.get("model_id") for a in done.values()} - {args.model_id}, key=str)
-    if others:
-        raise UsageError(
-            f"{answer_file}: holds answers of model_id {others}, not {args.model_id!r}: pass another "
-            "--answer_file, or the --model_id those answers were made with"
-        )
-    todo = [q for q in questions if q["question_id"] not in done]
-    print(
-        f"{args.model_id}: {len(questions) - len(todo)} of {len(questions)} questions already answered in {answer_file}"
-    )
+    todo = questions_to_answer(args.data_dir, args.question_begin, args.question_end, answer_file, args.model_id)
     if todo:
-        model, tokenizer = load_model(args.model_path, args.base_model, args.dtype, args.device)
+        model, tokenizer = load_model(args)
         try:
-            prompter = make_prompter(args.template, tokenizer, args.model_path, args.system_message)
+            prompter = make_prompter(args.template, tokenizer, args.model_id, args.system_message)
         except ValueError as e:  # the one thing check_template could not know: a tokenizer without a chat template
             raise UsageError(str(e)) from None
         answered = 0
@@ -291,9 +297,7 @@ def generate(args: GenerateArgs) -> Path:
                 f"interrupted: {answered} of {len(todo)} questions answered now and saved in "
                 f"{answer_file}; a rerun of the same command continues where it stopped"
             ) from None
-    # Sorted by question id and deduplicated, as FastChat's reorg_answer_file leaves it.
-    answers = load_answers(answer_file)
-    rewrite_jsonl(answer_file, [answers[k] for k in sorted(answers)])
+    reorg_answers(answer_file)
     return answer_file
 
 

@@ -4,9 +4,9 @@ Single-answer grading (the MT-bench score): turn 1 with the `single-v1` prompt, 
 `single-v1-multi-turn` (the whole conversation, judged on its second answer); math, reasoning and
 coding questions use the `single-math-v1` variants, which show the reference answers.
 
-Pairwise grading against a baseline (FastChat's `pairwise-baseline`): `pair-v2` / `pair-math-v1` and
-their -multi-turn variants, each comparison asked twice with the answers swapped (game 1 shows the
-model as Assistant A, game 2 as Assistant B), as FastChat does to cancel the judge's position bias.
+Pairwise grading (FastChat's `pairwise-baseline` and `pairwise-all`): `pair-v2` / `pair-math-v1` and
+their -multi-turn variants, each comparison asked twice with the answers swapped (game 1 shows
+model_1 as Assistant A, game 2 as Assistant B), as FastChat does to cancel the judge's position bias.
 Only turns 1 and 2 are judged, as in FastChat.
 """
 

@@ -1,19 +1,23 @@
 """Judgments to numbers: FastChat's verdict parsers, the MT-bench averages and pairwise win rates.
 
 A single-answer judgment ends with "Rating: [[N]]". As in FastChat, the first "[[N]]" counts, else
-the first "[N]"; a judgment with neither scores -1. Averages leave the -1s out, as FastChat's
-show_result.py does: turn 1, turn 2, overall (all judged turns of all questions pooled, which is
-the MT-bench score) and per category (both turns pooled).
+the first "[N]", kept as written (7 stays an int, 8.5 a float); a judgment with neither scores -1.
+Averages leave the -1s out and count every line of the file, a repeated one too, as FastChat's
+show_result.py does: turn 1, turn 2, overall (all judged turns of all questions pooled, which is the
+MT-bench score) and per category (both turns pooled).
 
-A pairwise judgment says "[[A]]", "[[B]]" or "[[C]]" (tie), else it is an "error". A comparison is won
-only when both of its games (the two answer orders) name the same winner, else it is a tie; one
-with an error in either game is left out; all as in FastChat's show_result.py.
+A pairwise judgment says "[[A]]", "[[B]]" or "[[C]]" (tie), else it is an "error". A comparison (one
+line of FastChat's pairwise file: both games, the two answer orders) is won only when both games name
+the same winner, else it is a tie; one with an error in either game is left out; it counts for both
+of its models; all as in FastChat's show_result.py.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from mt_bench.data import CATEGORIES
@@ -22,10 +26,13 @@ RATING = re.compile(r"\[\[(\d+\.?\d*)\]\]")
 RATING_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")
 
 
-def parse_rating(judgment: str) -> float:
-    """The judge's rating, or -1 when the judgment has none."""
+def parse_rating(judgment: str) -> int | float:
+    """The judge's rating as written (an int unless it has a decimal point), or -1 when it has none."""
     match = RATING.search(judgment) or RATING_BACKUP.search(judgment)
-    return float(match.group(1)) if match else -1.0
+    if not match:
+        return -1
+    number = match.group(1)
+    return float(number) if "." in number else int(number)
 
 
 def parse_verdict(judgment: str) -> str:
@@ -34,6 +41,12 @@ def parse_verdict(judgment: str) -> str:
         if tag in judgment:
             return verdict
     return "error"
+
+
+def repeated(records: Iterable[dict], fields: tuple[str, ...]) -> int:
+    """How many records repeat the `fields` of an earlier record (FastChat counts each of them again)."""
+    keys = [tuple(json.dumps(r.get(f)) for f in fields) for r in records]
+    return len(keys) - len(set(keys))
 
 
 @dataclass
@@ -45,8 +58,9 @@ class Summary:
     turn2: float
     overall: float
     categories: dict[str, float] = field(default_factory=dict)
-    judged: int = 0  # judgments with a rating, counted in the averages
-    unparsed: int = 0  # judgments without a rating (-1), left out
+    judged: int = 0  # judgment lines with a rating, counted in the averages
+    unparsed: int = 0  # judgment lines without a rating (-1), left out
+    turns: int = 0  # distinct (question, turn) judged, repeated lines counted once
 
 
 def _mean(values: list[float]) -> float:
@@ -56,15 +70,11 @@ def _mean(values: list[float]) -> float:
 def summarize(judgments: list[dict], categories: dict[int, str], judge_model: str | None = None) -> dict[str, Summary]:
     """Summaries by model from single-answer judgment records (FastChat's format).
 
-    categories maps question_id to category. Only `judge_model`'s judgments count when it is given. A
-    judgment repeated for the same (judge, model, question, turn) counts once, the last one."""
-    unique = {}
+    categories maps question_id to category. Only `judge_model`'s judgments count when it is given."""
+    by_model: dict[str, list[dict]] = {}
     for j in judgments:
         if judge_model is None or j["judge"][0] == judge_model:
-            unique[(tuple(j["judge"]), j["model"], j["question_id"], j["turn"])] = j
-    by_model: dict[str, list[dict]] = {}
-    for j in unique.values():
-        by_model.setdefault(j["model"], []).append(j)
+            by_model.setdefault(j["model"], []).append(j)
     summaries = {}
     for model, rows in by_model.items():
         rated = [j for j in rows if j["score"] != -1]
@@ -77,6 +87,7 @@ def summarize(judgments: list[dict], categories: dict[int, str], judge_model: st
             categories={c: _mean([j["score"] for j in rated if categories[j["question_id"]] == c]) for c in cats},
             judged=len(rated),
             unparsed=len(rows) - len(rated),
+            turns=len({(j["question_id"], j["turn"]) for j in rows}),
         )
     return summaries
 
@@ -87,14 +98,13 @@ def _category_order(category: str) -> tuple[int, str]:
 
 @dataclass
 class WinRate:
-    """A model's record against a baseline, over the comparisons both of whose games are judged."""
+    """A model's record over the comparisons both of whose games are judged."""
 
     model: str
-    baseline: str
-    win: int
-    loss: int
-    tie: int
-    error: int  # comparisons left out: a game without a verdict
+    win: int = 0
+    loss: int = 0
+    tie: int = 0
+    error: int = 0  # comparisons left out: a game without a verdict
 
     def rates(self) -> dict[str, float]:
         """win_rate, loss_rate and win_rate_adjusted (a tie counts half a win), as FastChat reports them."""
@@ -108,25 +118,33 @@ class WinRate:
         }
 
 
-def win_rates(games: list[dict], judge_model: str | None = None) -> dict[tuple[str, str], WinRate]:
-    """WinRates by (model, baseline) from pairwise game records (one line per game, see prompts.py)."""
-    comparisons: dict[tuple, dict[int, str]] = {}
-    for g in games:
-        if judge_model is None or g["judge"][0] == judge_model:
-            key = (g["judge"][0], g["model_1"], g["model_2"], g["question_id"], g["turn"])
-            comparisons.setdefault(key, {})[g["game"]] = g["winner"]
-    rates: dict[tuple[str, str], WinRate] = {}
-    for (_, model, baseline, _, _), winners in comparisons.items():
-        r = rates.setdefault((model, baseline), WinRate(model, baseline, 0, 0, 0, 0))
-        if len(winners) < 2:
-            continue  # the other game is not judged yet: a rerun of the judge adds it
-        g1, g2 = winners[1], winners[2]
+def win_rates(
+    comparisons: list[dict],
+    baseline: str | None = None,
+    model_list: list[str] | None = None,
+    judge_model: str | None = None,
+) -> dict[str, WinRate]:
+    """WinRates by model from FastChat's pairwise records, counted as its show_result.py counts them.
+
+    With a baseline (pairwise-baseline) only the comparisons with it count and the baseline has no
+    row; without (pairwise-all) every comparison does. model_list keeps the lines whose model_1 is in
+    it, as FastChat's --model-list does."""
+    rates: dict[str, WinRate] = {}
+    for c in comparisons:
+        if judge_model is not None and c["judge"][0] != judge_model:
+            continue
+        if model_list is not None and c["model_1"] not in model_list:
+            continue
+        if baseline is not None and baseline not in (c["model_1"], c["model_2"]):
+            continue
+        one, two = (rates.setdefault(c[m], WinRate(c[m])) for m in ("model_1", "model_2"))
+        g1, g2 = c["g1_winner"], c["g2_winner"]
         if "error" in (g1, g2):
-            r.error += 1
+            one.error, two.error = one.error + 1, two.error + 1
         elif g1 == "tie" or g1 != g2:
-            r.tie += 1
-        elif g1 == "model_1":
-            r.win += 1
+            one.tie, two.tie = one.tie + 1, two.tie + 1
         else:
-            r.loss += 1
+            winner, loser = (one, two) if g1 == "model_1" else (two, one)
+            winner.win, loser.loss = winner.win + 1, loser.loss + 1
+    rates.pop(baseline, None)
     return rates

@@ -1,9 +1,17 @@
-"""Show MT-bench results: per-model scores, the paper's Table 2, a radar plot, and W&B logging.
+"""Show MT-bench results: per-model scores, the paper's Table 2, pairwise win rates, a radar plot, W&B.
 
-Reads single-answer judgments (FastChat's format, so FastChat's own gpt-4_single.jsonl works too) and
-writes to --results_dir: results.md/.csv (turn 1, turn 2, overall and the 8 categories per model),
-table2.md/.csv (rows: methods, columns: base models, next to the published scores), radar.png, and
-with --pairwise_file pairwise.md/.csv (win rates against the baseline).
+Reads FastChat's judgment files (so FastChat's own gpt-4_single.jsonl and gpt-4_pair.jsonl work too)
+and counts them as FastChat's show_result.py does, every line (a repeated judgment is counted again,
+with a warning). Writes to --results_dir:
+
+    --mode single             results.md/.csv (judged count, turn 1, turn 2, overall and the 8
+                              categories per model), table2.md/.csv (rows: methods, columns: base
+                              models, next to the published scores), radar.png; with --pairwise_file
+                              also pairwise.md/.csv against --baseline_model
+    --mode pairwise-baseline  pairwise.md/.csv: win, loss and tie rates of each model against the baseline
+    --mode pairwise-all       pairwise.md/.csv: the same over all the comparisons of each model
+
+Scores show with up to 6 decimals, the precision FastChat's tables show.
 
     python -m mt_bench.show --data_dir ../shared/data/mt_bench [--model_list a b] [--wandb_project badam]
 """
@@ -19,23 +27,43 @@ from pathlib import Path
 from mt_bench import cli
 from mt_bench.cli import UsageError
 from mt_bench.data import CATEGORIES, OUTPUT_DIR, check_question_ids, load_judgments, load_questions, resolve_data_dir
-from mt_bench.scores import Summary, WinRate, summarize, win_rates
+from mt_bench.judge import KEY_FIELDS, MODES
+from mt_bench.scores import Summary, WinRate, repeated, summarize, win_rates
 from mt_bench.table2 import CONFIG, load_runs, table2
 
 
 @dataclass
 class ShowArgs:
-    judgment_file: str = field(
-        default=str(OUTPUT_DIR / "model_judgment" / "gpt-4_single.jsonl"), metadata={"help": "single-answer judgments"}
+    mode: str = field(default="single", metadata={"help": "what to show (FastChat's modes)", "choices": MODES})
+    out_dir: str = field(default=str(OUTPUT_DIR), metadata={"help": "reads model_judgment/, writes results/"})
+    judgment_file: str | None = field(
+        default=None,
+        metadata={"help": "single-answer judgments (default: <out_dir>/model_judgment/<judge>_single.jsonl)"},
     )
+    pairwise_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "pairwise judgments (default in the pairwise modes: <out_dir>/model_judgment/<judge>_pair.jsonl)"
+        },
+    )
+    baseline_model: str = field(default="gpt-3.5-turbo", metadata={"help": "the baseline of the pairwise table"})
     data_dir: str | None = field(default=None, metadata={"help": "dir with question.jsonl, for the categories"})
     judge_model: str | None = field(default=None, metadata={"help": "count only this judge's judgments (default: all)"})
-    model_list: list[str] | None = field(default=None, metadata={"help": "models to show (default: all judged)"})
+    model_list: list[str] | None = field(
+        default=None,
+        metadata={"help": "models to show (default: all judged; pairwise: the lines whose model_1 is one)"},
+    )
     table2_config: str | None = field(default=str(CONFIG), metadata={"help": "Table 2 layout; empty to skip"})
-    results_dir: str = field(default=str(OUTPUT_DIR / "results"), metadata={"help": "where tables and plot go"})
-    pairwise_file: str | None = field(default=None, metadata={"help": "pairwise game judgments: adds win rates"})
+    results_dir: str | None = field(
+        default=None, metadata={"help": "where tables and plot go (default: <out_dir>/results)"}
+    )
     wandb_project: str | None = field(default=None, metadata={"help": "log the results to this W&B project"})
     wandb_run_name: str | None = field(default=None, metadata={"help": "W&B run name"})
+
+    def judgments(self, kind: str) -> Path:
+        """The judgment file of a kind, single or pair: the one given, else the one in out_dir."""
+        given = self.judgment_file if kind == "single" else self.pairwise_file
+        return Path(given or Path(self.out_dir) / "model_judgment" / f"{self.judge_model or 'gpt-4'}_{kind}.jsonl")
 
 
 def missing(value) -> bool:
@@ -45,7 +73,10 @@ def missing(value) -> bool:
 def fmt(value) -> str:
     if missing(value):
         return "-"
-    return f"{value:.2f}" if isinstance(value, float) else str(value)
+    if not isinstance(value, float):
+        return str(value)
+    text = f"{value:.6f}".rstrip("0")  # pandas' 6 decimals, as FastChat prints; trailing zeros say nothing
+    return text + "0" if text.endswith(".") else text
 
 
 def to_markdown(header: list[str], rows: list[list]) -> str:
@@ -79,8 +110,11 @@ def results_table(summaries: list[Summary]) -> tuple[list[str], list[list]]:
 
 
 def pairwise_table(rates: list[WinRate]) -> tuple[list[str], list[list]]:
-    header = ["Model", "Baseline", "Win", "Loss", "Tie", "Error", "Win rate", "Loss rate", "Adjusted win rate"]
-    return header, [[r.model, r.baseline, r.win, r.loss, r.tie, r.error, *r.rates().values()] for r in rates]
+    """Rows by adjusted win rate, best first, as FastChat sorts them."""
+    header = ["Model", "Win", "Loss", "Tie", "Error", "Win rate", "Loss rate", "Adjusted win rate"]
+    rows = [[r.model, r.win, r.loss, r.tie, r.error, *r.rates().values()] for r in rates]
+    rows.sort(key=lambda row: math.inf if missing(row[-1]) else -row[-1])
+    return header, rows
 
 
 def radar_plot(summaries: list[Summary], path: Path) -> None:
@@ -105,7 +139,7 @@ def radar_plot(summaries: list[Summary], path: Path) -> None:
 
 
 def log_wandb(
-    args: ShowArgs, tables: dict[str, tuple[list[str], list[list]]], summaries: list[Summary], plot: Path
+    args: ShowArgs, tables: dict[str, tuple[list[str], list[list]]], summaries: list[Summary], plot: Path | None
 ) -> None:
     try:
         import wandb
@@ -122,66 +156,83 @@ def log_wandb(
                 for k, v in [("turn1", s.turn1), ("turn2", s.turn2), ("overall", s.overall), *s.categories.items()]
             }
         )
-    run.log({"mt_bench/radar": wandb.Image(str(plot))})
+    if plot:
+        run.log({"mt_bench/radar": wandb.Image(str(plot))})
     run.finish()
 
 
-def load(path: str, data_dir: Path, questions: list[dict], pairwise: bool = False) -> list[dict]:
-    """The judgments of a file, checked to be about these questions."""
-    if not Path(path).exists():
-        flag, mode = ("--pairwise_file", " --mode pairwise-baseline") if pairwise else ("--judgment_file", "")
+def load(path: Path, kind: str, data_dir: Path, questions: list[dict]) -> list[dict]:
+    """The judgments of a file, checked to be about these questions; repeated lines are warned about."""
+    if not path.exists():
+        flag, mode = ("--judgment_file", "") if kind == "single" else ("--pairwise_file", " --mode pairwise-...")
         raise UsageError(f"{flag} {path}: no such file (run mt_bench.judge{mode} first)")
-    judgments = load_judgments(path, pairwise)
+    judgments = load_judgments(path, kind)
     check_question_ids((j["question_id"] for j in judgments), questions, path, data_dir)
+    n = repeated(judgments, KEY_FIELDS)
+    if n:
+        what = "model, question and turn" if kind == "single" else "models, question and turn"
+        print(
+            f"warning: {path}: {n} lines repeat an earlier judgment (same judge, {what}); each counts, "
+            "as in FastChat's show_result.py: delete them to count every judgment once",
+            file=sys.stderr,
+        )
     return judgments
+
+
+def single_tables(args: ShowArgs, data_dir: Path, questions: list[dict]) -> tuple[dict, dict[str, Summary]]:
+    """The results and Table 2 tables, and the summaries by model, from the single-answer judgments."""
+    path = args.judgments("single")
+    judgments = load(path, "single", data_dir, questions)
+    by_model = summarize(judgments, {q["question_id"]: q["category"] for q in questions}, args.judge_model)
+    if not by_model:
+        judges = sorted({j["judge"][0] for j in judgments})
+        if judges:
+            raise UsageError(f"{path}: no judgments by --judge_model {args.judge_model}; judges in it: {judges}")
+        raise UsageError(f"{path}: no judgments in it (run mt_bench.judge first)")
+    models = args.model_list or sorted(by_model)
+    unknown = [m for m in models if m not in by_model]
+    if unknown:
+        raise UsageError(f"{path}: no judgments for {unknown} (see --model_list); judged: {sorted(by_model)}")
+    for m in models:
+        if by_model[m].turns < 2 * len(questions):
+            print(
+                f"warning: {m} has {by_model[m].turns} of {2 * len(questions)} turns judged: "
+                "scores are not comparable with full runs",
+                file=sys.stderr,
+            )
+    tables = {"results": results_table([by_model[m] for m in models])}
+    if args.table2_config:
+        tables["table2"] = table2(load_runs(args.table2_config), {m: by_model[m].overall for m in models})
+    return tables, {m: by_model[m] for m in models}
 
 
 def show(args: ShowArgs) -> dict[str, Summary]:
     data_dir = resolve_data_dir(args.data_dir)
     questions = load_questions(data_dir)
-    categories = {q["question_id"]: q["category"] for q in questions}
-    judgments = load(args.judgment_file, data_dir, questions)
-    by_model = summarize(judgments, categories, args.judge_model)
-    if not by_model:
-        judges = sorted({j["judge"][0] for j in judgments})
-        if judges:
+    tables, summaries = single_tables(args, data_dir, questions) if args.mode == "single" else ({}, {})
+    if args.mode != "single" or args.pairwise_file:
+        path = args.judgments("pair")
+        baseline = None if args.mode == "pairwise-all" else args.baseline_model
+        rates = win_rates(load(path, "pair", data_dir, questions), baseline, args.model_list, args.judge_model)
+        if not rates:
             raise UsageError(
-                f"{args.judgment_file}: no judgments by --judge_model {args.judge_model}; judges in it: {judges}"
+                f"{path}: no comparisons of --model_list {args.model_list} by --judge_model {args.judge_model}"
+                + (f" with --baseline_model {baseline}" if baseline else "")
             )
-        raise UsageError(f"{args.judgment_file}: no judgments in it (run mt_bench.judge first)")
-    models = args.model_list or sorted(by_model)
-    missing = [m for m in models if m not in by_model]
-    if missing:
-        raise UsageError(
-            f"{args.judgment_file}: no judgments for {missing} (see --model_list); judged: {sorted(by_model)}"
-        )
-    summaries = [by_model[m] for m in models]
-    for s in summaries:
-        if s.judged + s.unparsed < 2 * len(questions):
-            print(
-                f"warning: {s.model} has {s.judged + s.unparsed} of {2 * len(questions)} judgments: "
-                "scores are not comparable with full runs",
-                file=sys.stderr,
-            )
-
-    tables = {"results": results_table(summaries)}
-    if args.table2_config:
-        scores = {s.model: s.overall for s in summaries}
-        tables["table2"] = table2(load_runs(args.table2_config), scores)
-    if args.pairwise_file:
-        rates = win_rates(load(args.pairwise_file, data_dir, questions, pairwise=True), args.judge_model)
-        tables["pairwise"] = pairwise_table([r for r in rates.values() if r.model in models])
-    out = Path(args.results_dir)  # made only once every input has been read without error
+        tables["pairwise"] = pairwise_table(list(rates.values()))
+    out = Path(args.results_dir or Path(args.out_dir) / "results")  # made only once every input is read
     out.mkdir(parents=True, exist_ok=True)
     for name, (header, rows) in tables.items():
         (out / f"{name}.md").write_text(to_markdown(header, rows))
         write_csv(out / f"{name}.csv", header, rows)
         print(f"\n{name} ({out / name}.md):\n" + to_markdown(header, rows))
-    radar_plot(summaries, out / "radar.png")
-    print(f"radar plot: {out / 'radar.png'}")
+    plot = out / "radar.png" if summaries else None
+    if plot:
+        radar_plot(list(summaries.values()), plot)
+        print(f"radar plot: {plot}")
     if args.wandb_project:
-        log_wandb(args, tables, summaries, out / "radar.png")
-    return by_model
+        log_wandb(args, tables, list(summaries.values()), plot)
+    return summaries
 
 
 def main(argv: list[str] | None = None) -> dict[str, Summary]:

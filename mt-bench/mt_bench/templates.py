@@ -13,7 +13,7 @@ the `llama-alpaca` subproject trains with (this module is meant to be shared wit
 The tokenizer adds the leading BOS itself; {eos}/{bos} stand for the tokenizer's own tokens. Besides
 these names, `chat_template` uses the tokenizer's chat template, `fschat:<name>` FastChat's
 conversation template of that name (e.g. `fschat:vicuna_v1.1`), and `fschat` the template FastChat
-picks from the model path, as its gen_model_answer.py does.
+picks from the model id (the name answers are stored under), as its gen_model_answer.py does.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def check_template(name: str) -> None:
         )
 
 
-def make_prompter(name: str, tokenizer, model_path: str = "", system: str | None = None) -> Prompter:
+def make_prompter(name: str, tokenizer, model_id: str = "", system: str | None = None) -> Prompter:
     """The Prompter for a template name (see the module docstring); `system` overrides the default."""
     check_template(name)
     if name in TEMPLATES:
@@ -117,7 +117,7 @@ def make_prompter(name: str, tokenizer, model_path: str = "", system: str | None
         return Prompter(lambda q, a: render(t, q, a, sys_msg, bos, eos), t.stop, add_special_tokens=True)
     if name == "chat_template":
         if not getattr(tokenizer, "chat_template", None):
-            raise ValueError(f"--template chat_template: the tokenizer of {model_path} has no chat template")
+            raise ValueError(f"--template chat_template: the tokenizer of {model_id} has no chat template")
 
         def render_chat(queries: list[str], answers: list[str]) -> str:
             messages = [{"role": "system", "content": system}] if system else []
@@ -128,10 +128,10 @@ def make_prompter(name: str, tokenizer, model_path: str = "", system: str | None
             return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
         return Prompter(render_chat, (), add_special_tokens=False)
-    return _fschat_prompter(name.partition(":")[2], model_path, system)
+    return _fschat_prompter(name.partition(":")[2], model_id, system)
 
 
-def _fschat_prompter(conv_name: str, model_path: str, system: str | None) -> Prompter:
+def _fschat_prompter(conv_name: str, model_id: str, system: str | None) -> Prompter:
     if conv_name:
         from fastchat.conversation import conv_templates
 
@@ -139,7 +139,7 @@ def _fschat_prompter(conv_name: str, model_path: str, system: str | None) -> Pro
     else:
         from fastchat.model import get_conversation_template  # slow import: only when asked for
 
-        base = get_conversation_template(model_path)
+        base = get_conversation_template(model_id)
     if system is not None:
         base.set_system_message(system)
 

@@ -74,3 +74,29 @@ def tiny_model(tmp_path_factory, tiny_tokenizer) -> Path:
     LlamaForCausalLM(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def write_answers(out_dir: Path, data_dir: Path, models: list[str]) -> None:
+    """Answers in FastChat's format for every question, <model> answers <id>.<turn>, in out_dir/model_answer."""
+    from mt_bench.data import append_jsonl, load_questions
+
+    for model in models:
+        append_jsonl(
+            out_dir / "model_answer" / f"{model}.jsonl",
+            [
+                {
+                    "question_id": q["question_id"],
+                    "answer_id": "x",
+                    "model_id": model,
+                    "tstamp": 0.0,
+                    "choices": [{"index": 0, "turns": [f"{model} answers {q['question_id']}.{t}" for t in (1, 2)]}],
+                }
+                for q in load_questions(data_dir)
+            ],
+        )
+
+
+@pytest.fixture
+def answers_in():
+    """write_answers, for the tests (conftest's functions are not importable in importlib mode)."""
+    return write_answers

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from mt_bench import cli, fake_judge, generate, judge, show, table2
+from mt_bench import api_answer, cli, fake_judge, generate, judge, show, table2
 from mt_bench.cli import Interrupted, UsageError
 from mt_bench.data import append_jsonl, load_questions
 
@@ -266,6 +266,12 @@ def test_generate_argument_and_answer_file_errors(capsys, tmp_path, gen_args):
     assert "argument --dtype: invalid choice: 'bf16'" in fails(capsys, generate.main, [*model, "--dtype", "bf16"])
     assert "--device gpu: not a device" in fails(capsys, generate.main, [*model, "--device", "gpu"])
     assert "no question of the 80 in that slice" in fails(capsys, generate.main, [*model, "--question_begin", "80"])
+    assert "--device_map auto places the model itself: leave out --device" in fails(
+        capsys, generate.main, [*model, "--device_map", "auto"]
+    )
+    assert "--cpu_offloading: goes with --load_8bit and --device_map" in fails(
+        capsys, generate.main, [*model, "--cpu_offloading"]
+    )
     answer_file = tmp_path / "model_answer" / "tiny.jsonl"
     answers(answer_file, [9999], model="tiny")
     assert f"{answer_file}: 1 question ids not in" in fails(capsys, generate.main, model)
@@ -273,6 +279,36 @@ def test_generate_argument_and_answer_file_errors(capsys, tmp_path, gen_args):
     answers(other, [81], model="someone-else")
     assert f"{other}: holds answers of model_id ['someone-else'], not 'tiny'" in fails(
         capsys, generate.main, [*model, "--answer_file", str(other)]
+    )
+
+
+# pairwise files, api_answer
+
+
+def test_pairwise_and_api_answer_errors(capsys, tmp_path, data_dir, judge_args, monkeypatch):
+    assert "--mode pairwise-all: needs at least 2 models in --model_list" in fails(
+        capsys, judge.main, [*judge_args, "--mode", "pairwise-all"]
+    )
+    assert "--first_n 0: must be at least 1" in fails(capsys, judge.main, [*judge_args, "--first_n", "0"])
+    pair_file = tmp_path / "model_judgment" / "gpt-4_pair.jsonl"
+    append_jsonl(pair_file, [{"question_id": 81, "model_1": "m", "model_2": "b", "judge": ["gpt-4", "pair-v2"]}])
+    show_pairwise = ["--mode", "pairwise-baseline", "--out_dir", str(tmp_path), "--data_dir", str(data_dir)]
+    assert f"{pair_file}:1: field 'g1_winner' must be str, got None" in fails(capsys, show.main, show_pairwise)
+    assert f"{pair_file}:1: field 'g1_winner' must be str" in fails(
+        capsys, judge.main, [*judge_args, "--mode", "pairwise-baseline"]
+    )
+    pair_file.unlink()
+    assert f"--pairwise_file {pair_file}: no such file (run mt_bench.judge --mode pairwise-... first)" in fails(
+        capsys, show.main, show_pairwise
+    )
+    answer_args = ["--data_dir", str(data_dir), "--out_dir", str(tmp_path)]
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert "$OPENAI_API_KEY is not set: export it" in fails(capsys, api_answer.main, answer_args)
+    assert "--max_tokens 0: must be at least 1" in fails(capsys, api_answer.main, [*answer_args, "--max_tokens", "0"])
+    partial = tmp_path / "model_answer" / "gpt-3.5-turbo.jsonl.partial"
+    append_jsonl(partial, [{"model_id": "gpt-3.5-turbo", "question_id": 81}])
+    assert f"{partial}:1: not a kept turn (model_id, question_id, index, turn, text)" in fails(
+        capsys, api_answer.main, answer_args
     )
 
 
@@ -306,11 +342,12 @@ def test_table2_and_fake_judge_errors(capsys, tmp_path):
             "error: --model_path /no/model: no such directory",
         ),
         (["table2", "/no/t.yaml"], "error: /no/t.yaml: no such Table 2 config"),
+        (["api_answer", "--answer_file", "/no/a.jsonl", "--question_begin", "99"], "error: --question_begin 99"),
         (["fake_judge", "--port", "-1"], "error: --port -1: must be from 0 to 65535"),
     ],
 )
 def test_commands_as_subprocesses(data_dir, command, message):
-    if command[0] in ("show", "judge", "generate"):
+    if command[0] in ("show", "judge", "generate", "api_answer"):
         command = [*command, "--data_dir", str(data_dir)]
     env = {**os.environ, "PYTHONPATH": MT_BENCH, "BADAM_DEBUG": ""}
     run = [sys.executable, "-m", f"mt_bench.{command[0]}", *command[1:]]

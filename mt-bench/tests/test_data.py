@@ -77,10 +77,12 @@ def test_judgments_are_checked(tmp_path, data_dir):
     with pytest.raises(UsageError, match=r"j.jsonl:2: field 'score' must be int or float, got '7'"):
         load_judgments(path)
     path.unlink()
-    game = {"question_id": 81, "model_1": "m", "model_2": "b", "judge": ["gpt-4", "pair-v2"], "turn": 1, "game": 1}
-    append_jsonl(path, [{**game, "winner": "model_1"}, {**game, "winner": "A"}])
-    with pytest.raises(UsageError, match=r"j.jsonl:2: field 'winner' must be model_1, model_2, tie or error"):
-        load_judgments(path, pairwise=True)
+    pair = {"question_id": 81, "model_1": "m", "model_2": "b", "judge": ["gpt-4", "pair-v2"], "g1_winner": "tie"}
+    append_jsonl(path, [{**pair, "g2_winner": "model_1"}, {**pair, "g2_winner": "A"}])
+    with pytest.raises(UsageError, match=r"j.jsonl:2: field 'g2_winner' must be model_1, model_2, tie or error"):
+        load_judgments(path, "pair")
+    with pytest.raises(UsageError, match=r"j.jsonl:1: field 'model' must be str"):
+        load_judgments(path)  # a pairwise file read as single-answer judgments
     with pytest.raises(UsageError, match=r"j.jsonl: 1 question ids not in .*question.jsonl \(7\): a file for another"):
         check_question_ids([81, 7], load_questions(data_dir), path, data_dir)
 

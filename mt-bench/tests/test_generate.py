@@ -23,8 +23,7 @@ def run(model, data_dir, out_dir, *extra):
             "4",
             "--batch_size",
             "8",
-            "--device",
-            "cpu",
+            *([] if "--device_map" in extra else ["--device", "cpu"]),  # one or the other
             *extra,
         ]
     )
@@ -75,12 +74,16 @@ def test_batching_does_not_change_greedy_answers(tiny_model, data_dir, tmp_path)
     assert [a["choices"] for a in batched] == [a["choices"] for a in single]
 
 
-def test_sampling_is_seeded(tiny_model, data_dir, tmp_path):
-    ids = ["--question_end", "8", "--max_new_tokens", "8"]  # writing: temperature 0.7
+def test_sampling_is_seeded_per_question(tiny_model, data_dir, tmp_path):
+    ids = ["--question_end", "6", "--max_new_tokens", "8"]  # writing: temperature 0.7
     a = read_jsonl(run(tiny_model, data_dir, tmp_path / "a", *ids))
-    b = read_jsonl(run(tiny_model, data_dir, tmp_path / "b", *ids))
+    b = read_jsonl(run(tiny_model, data_dir, tmp_path / "b", *ids, "--batch_size", "1"))
     c = read_jsonl(run(tiny_model, data_dir, tmp_path / "c", *ids, "--seed", "1"))
     assert [x["choices"] for x in a] == [x["choices"] for x in b] != [x["choices"] for x in c]
+    # Each question has its own seed, as in FastChat: its answer does not depend on the ones before.
+    later = read_jsonl(run(tiny_model, data_dir, tmp_path / "d", *ids, "--question_begin", "3"))
+    assert [x["choices"] for x in later] == [x["choices"] for x in a[3:]]
+    assert a[0]["choices"] != a[1]["choices"]  # not one sample repeated: the questions differ
 
 
 def test_lora_adapter_dir(tiny_model, data_dir, tmp_path):
@@ -106,6 +109,9 @@ def test_other_templates(tiny_model, data_dir, tmp_path, template):
     assert len(answers) == 2 and all(len(a["choices"][0]["turns"]) == 2 for a in answers)
 
 
+GREEDY_16 = ["--question_begin", "20", "--question_end", "36"]  # reasoning and math: batched
+
+
 def test_ctrl_c_keeps_the_batches_answered(tiny_model, data_dir, tmp_path, monkeypatch):
     real_answer_batch = generate.answer_batch
     calls = []
@@ -121,9 +127,35 @@ def test_ctrl_c_keeps_the_batches_answered(tiny_model, data_dir, tmp_path, monke
         KeyboardInterrupt,
         match="interrupted: 8 of 16 questions answered now .* a rerun of the same command continues where it stopped",
     ):
-        run(tiny_model, data_dir, tmp_path, "--question_end", "16")
+        run(tiny_model, data_dir, tmp_path, *GREEDY_16)
     path = tmp_path / "model_answer" / "tiny.jsonl"
-    assert [a["question_id"] for a in read_jsonl(path)] == list(range(81, 89))
+    assert [a["question_id"] for a in read_jsonl(path)] == list(range(101, 109))
     monkeypatch.setattr(generate, "answer_batch", real_answer_batch)
-    run(tiny_model, data_dir, tmp_path, "--question_end", "16")
-    assert [a["question_id"] for a in read_jsonl(path)] == list(range(81, 97))
+    run(tiny_model, data_dir, tmp_path, *GREEDY_16)
+    assert [a["question_id"] for a in read_jsonl(path)] == list(range(101, 117))
+
+
+def test_fschat_template_is_chosen_from_the_model_id(tiny_model, data_dir, tmp_path, monkeypatch):
+    prompts = []
+    real_complete = generate.complete
+    monkeypatch.setattr(
+        generate, "complete", lambda m, t, p, batch, *a: prompts.extend(batch) or real_complete(m, t, p, batch, *a)
+    )
+    ids = ["--question_end", "1", "--template", "fschat", "--model_id", "vicuna-7b-v1.5"]  # the path says nothing
+    run(tiny_model, data_dir, tmp_path, *ids)
+    assert prompts[0].startswith("A chat between a curious user and an artificial intelligence assistant.")
+
+
+@pytest.mark.parametrize("placement", [["--device_map", "auto"], ["--device_map", "auto", "--load_8bit"]])
+def test_device_map_and_8bit_loading(tiny_model, data_dir, tmp_path, placement):
+    args = generate.cli.parse_args(
+        generate.GenerateArgs, ["--model_path", str(tiny_model), "--model_id", "t", *placement]
+    )
+    model, _ = generate.load_model(args)
+    assert type(model.model.layers[0].self_attn.q_proj).__name__ == ("Linear8bitLt" if args.load_8bit else "Linear")
+    ids = ["--question_begin", "20", "--question_end", "22"]
+    placed = read_jsonl(run(tiny_model, data_dir, tmp_path / "placed", *ids, *placement))
+    one_device = read_jsonl(run(tiny_model, data_dir, tmp_path / "one", *ids))
+    assert len(placed) == 2
+    if not args.load_8bit:  # the same weights on the same CPU: the same answers
+        assert [a["choices"] for a in placed] == [a["choices"] for a in one_device]

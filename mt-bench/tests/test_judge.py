@@ -10,31 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from mt_bench import judge
+from mt_bench import judge, pool
 from mt_bench.cli import UsageError
 from mt_bench.client import JudgeAPIError
-from mt_bench.data import append_jsonl, load_judge_prompts, load_questions, load_reference_answers, read_jsonl
+from mt_bench.data import load_judge_prompts, load_questions, load_reference_answers, read_jsonl
 from mt_bench.fake_judge import FakeJudge, fake_rating, fake_verdict
 from mt_bench.prompts import NEED_REF_CATS, pair_match, single_match
 
 MT_BENCH = Path(__file__).resolve().parents[1]
-
-
-def write_answers(out_dir, data_dir, models):
-    for model in models:
-        append_jsonl(
-            out_dir / "model_answer" / f"{model}.jsonl",
-            [
-                {
-                    "question_id": q["question_id"],
-                    "answer_id": "x",
-                    "model_id": model,
-                    "tstamp": 0.0,
-                    "choices": [{"index": 0, "turns": [f"{model} answers {q['question_id']}.{t}" for t in (1, 2)]}],
-                }
-                for q in load_questions(data_dir)
-            ],
-        )
 
 
 def run_judge(fake, out_dir, data_dir, models, *extra):
@@ -110,10 +93,10 @@ def test_pairwise_prompts_swap_the_answers(data_dir):
     assert game1.parse("[[A]]") == {"winner": "model_1"} and game1.parse("A is better") == {"winner": "error"}
 
 
-def test_every_judgment_recorded_once_through_failures(tmp_path, data_dir, monkeypatch):
+def test_every_judgment_recorded_once_through_failures(tmp_path, data_dir, monkeypatch, answers_in):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-judge")
     models = ["m1", "m2"]
-    write_answers(tmp_path, data_dir, models)
+    answers_in(tmp_path, data_dir, models)
     faults = ["429", "500", "ok", "malformed", "slow", "ok", "500", "429", "unrated"] * 6
     with FakeJudge(faults=faults, slow_seconds=1.0) as fake:
         path = run_judge(fake, tmp_path, data_dir, models)
@@ -137,9 +120,9 @@ def test_every_judgment_recorded_once_through_failures(tmp_path, data_dir, monke
     assert fake.log == []
 
 
-def test_a_crashed_run_resumes_without_paying_twice(tmp_path, data_dir, monkeypatch):
+def test_a_crashed_run_resumes_without_paying_twice(tmp_path, data_dir, monkeypatch, answers_in):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-judge")
-    write_answers(tmp_path, data_dir, ["m1"])
+    answers_in(tmp_path, data_dir, ["m1"])
     with FakeJudge(faults=["ok"] * 50 + ["401"] * 200) as fake:  # the key is revoked after 50 judgments
         with pytest.raises(JudgeAPIError, match="110 of 160 judgments failed"):
             run_judge(fake, tmp_path, data_dir, ["m1"])
@@ -159,27 +142,48 @@ def test_missing_answers_are_reported(tmp_path, data_dir):
         judge.main(["--model_list", "ghost", "--data_dir", str(data_dir), "--out_dir", str(tmp_path)])
 
 
-def test_pairwise_baseline_games_recorded_once(tmp_path, data_dir, monkeypatch):
+def test_pairwise_comparisons_recorded_once_in_fastchats_format(tmp_path, data_dir, monkeypatch, answers_in):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-judge")
-    write_answers(tmp_path, data_dir, ["m1", "gpt-3.5-turbo"])
+    answers_in(tmp_path, data_dir, ["m1", "gpt-3.5-turbo"])
     with FakeJudge(faults=["429", "slow", "ok", "malformed", "500"] * 4, slow_seconds=1.0) as fake:
         path = run_judge(fake, tmp_path, data_dir, ["m1"], "--mode", "pairwise-baseline")
-    assert path.name == "gpt-4_pair_games.jsonl"
-    games = read_jsonl(path)
-    assert Counter((g["question_id"], g["turn"], g["game"]) for g in games) == {
-        (qid, turn, game): 1 for qid in range(81, 161) for turn in (1, 2) for game in (1, 2)
+    assert path.name == "gpt-4_pair.jsonl" and not (tmp_path / "model_judgment" / "gpt-4_pair.jsonl.partial").exists()
+    lines = read_jsonl(path)
+    assert Counter((c["question_id"], c["turn"]) for c in lines) == {
+        (qid, turn): 1 for qid in range(81, 161) for turn in (1, 2)
     }
-    for g in games:  # the verdict about Assistant A/B, mapped back to the models shown in that order
-        first = "model_1" if g["game"] == 1 else "model_2"
-        second = "model_2" if g["game"] == 1 else "model_1"
-        assert g["winner"] == {"A": first, "B": second, "C": "tie"}[fake_verdict(g["user_prompt"])]
-    assert Counter(fake.served("ok")) == Counter(g["user_prompt"] for g in games)
+    for c in lines:  # each game's verdict about Assistant A/B, mapped back to the models shown in that order
+        assert (c["model_1"], c["model_2"]) == ("m1", "gpt-3.5-turbo")
+        assert c["g1_winner"] == {"A": "model_1", "B": "model_2", "C": "tie"}[fake_verdict(c["g1_user_prompt"])]
+        assert c["g2_winner"] == {"A": "model_2", "B": "model_1", "C": "tie"}[fake_verdict(c["g2_user_prompt"])]
+    prompts = [c[f"g{g}_user_prompt"] for c in lines for g in (1, 2)]
+    assert Counter(fake.served("ok")) == Counter(prompts)
 
 
-def test_ctrl_c_keeps_the_judgments_already_paid_for(tmp_path, data_dir, monkeypatch):
+def test_a_half_finished_comparison_is_not_paid_twice(tmp_path, data_dir, monkeypatch, answers_in):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-judge")
-    write_answers(tmp_path, data_dir, ["m1"])
-    real_as_completed = judge.as_completed
+    answers_in(tmp_path, data_dir, ["m1", "gpt-3.5-turbo"])
+    with FakeJudge(faults=["ok"] * 51 + ["401"] * 400) as fake:  # an odd number of games: one is alone
+        with pytest.raises(JudgeAPIError, match="judgments failed"):
+            run_judge(fake, tmp_path, data_dir, ["m1"], "--mode", "pairwise-baseline")
+    first = fake.served("ok")
+    path = tmp_path / "model_judgment" / "gpt-4_pair.jsonl"
+    waiting = read_jsonl(path.with_name(path.name + ".partial"))
+    assert len(waiting) >= 1 and 2 * len(read_jsonl(path)) + len(waiting) == 51
+    with FakeJudge() as fake:
+        run_judge(fake, tmp_path, data_dir, ["m1"], "--mode", "pairwise-baseline")
+    assert len(fake.log) == 2 * 160 - 51  # the waiting games were not asked for again
+    assert not path.with_name(path.name + ".partial").exists()
+    lines = read_jsonl(path)
+    assert len({(c["question_id"], c["turn"]) for c in lines}) == len(lines) == 160
+    prompts = [c[f"g{g}_user_prompt"] for c in lines for g in (1, 2)]
+    assert Counter(first + fake.served("ok")) == Counter(prompts)
+
+
+def test_ctrl_c_keeps_the_judgments_already_paid_for(tmp_path, data_dir, monkeypatch, answers_in):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-judge")
+    answers_in(tmp_path, data_dir, ["m1"])
+    real_as_completed = pool.as_completed
 
     def interrupted_after_3(futures, **kw):  # Ctrl-C while 4 requests are in flight
         for i, future in enumerate(real_as_completed(futures, **kw)):
@@ -187,7 +191,7 @@ def test_ctrl_c_keeps_the_judgments_already_paid_for(tmp_path, data_dir, monkeyp
                 raise KeyboardInterrupt
             yield future
 
-    monkeypatch.setattr(judge, "as_completed", interrupted_after_3)
+    monkeypatch.setattr(pool, "as_completed", interrupted_after_3)
     with FakeJudge(faults=["slow"] * 160, slow_seconds=0.2) as fake:  # slow, but within the timeout
         with pytest.raises(KeyboardInterrupt, match="a rerun of the same command continues where it stopped"):
             run_judge(fake, tmp_path, data_dir, ["m1"], "--timeout", "10")
@@ -221,8 +225,8 @@ def judge_process(fake, out_dir, data_dir, *extra) -> subprocess.Popen:
     )
 
 
-def test_sigterm_records_the_requests_in_flight_and_a_rerun_completes(tmp_path, data_dir, monkeypatch):
-    write_answers(tmp_path, data_dir, ["m1"])
+def test_sigterm_records_the_requests_in_flight_and_a_rerun_completes(tmp_path, data_dir, monkeypatch, answers_in):
+    answers_in(tmp_path, data_dir, ["m1"])
     with FakeJudge(faults=["slow"] * 160, slow_seconds=1.0) as fake:
         process = judge_process(fake, tmp_path, data_dir, "--parallel", "4", "--timeout", "30")
         while len(fake.log) < 6:  # the first 4 are in, the next ones in flight
@@ -252,8 +256,8 @@ def test_sigterm_records_the_requests_in_flight_and_a_rerun_completes(tmp_path, 
     assert len({(r["question_id"], r["turn"]) for r in records}) == len(records) == 160
 
 
-def test_an_endpoint_that_refuses_connections_fails_within_seconds(tmp_path, data_dir):
-    write_answers(tmp_path, data_dir, ["m1"])
+def test_an_endpoint_that_refuses_connections_fails_within_seconds(tmp_path, data_dir, answers_in):
+    answers_in(tmp_path, data_dir, ["m1"])
     with FakeJudge() as fake:
         pass  # stopped: its port refuses connections
     start = time.monotonic()

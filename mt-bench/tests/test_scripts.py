@@ -60,3 +60,20 @@ def test_table2_script(tiny_model, data_dir, tmp_path):
     assert [line.split(" | ")[0] for line in table2[2:]] == ["| Pretrained", "| LoRA", "| BAdam"]
     assert table2[4] == "| BAdam | - | - |"
     assert (out / "results" / "radar.png").is_file()
+
+
+def test_api_answer_script(data_dir, tmp_path):
+    with FakeJudge() as endpoint:
+        env = {**os.environ, "PYTHON": sys.executable, "DATA_DIR": str(data_dir), "OUT_DIR": str(tmp_path)}
+        env.update(API_BASE=endpoint.api_base, OPENAI_API_KEY="sk-test")
+        result = subprocess.run(
+            ["bash", os.path.join(SCRIPTS, "api_answer.sh"), "gpt-3.5-turbo", "--question_end", "4"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 0, result.stderr[-3000:]
+    answers = read_jsonl(tmp_path / "model_answer" / "gpt-3.5-turbo.jsonl")
+    assert [a["question_id"] for a in answers] == [81, 82, 83, 84] and len(endpoint.log) == 8
+    assert endpoint.requests[0]["messages"][0] == {"role": "system", "content": "You are a helpful assistant."}

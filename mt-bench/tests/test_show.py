@@ -17,7 +17,7 @@ TABLE2_MD = """\
 |---|---|---|---|---|
 | Pretrained | - | 3.93 | 3.75 | 5.46 |
 | LoRA | - | - | - | 6.41 |
-| BAdam | - | 5.21 | 6.50 | 6.67 |
+| BAdam | - | 5.21 | 6.5 | 6.67 |
 """
 
 
@@ -73,23 +73,34 @@ def test_tables_and_radar_plot(judgments, data_dir, tmp_path):
 
 
 def test_pairwise_table(judgments, data_dir, tmp_path):
-    games = [
-        {
-            "question_id": 81,
-            "turn": 1,
-            "game": g,
-            "winner": "model_1",
-            "model_1": "llama3-8b-base",
-            "model_2": "gpt-3.5-turbo",
-            "judge": ["gpt-4", "pair-v2"],
-        }
-        for g in (1, 2)
-    ]
-    append_jsonl(tmp_path / "games.jsonl", games)
-    run_show(judgments, data_dir, tmp_path, "--pairwise_file", str(tmp_path / "games.jsonl"))
+    comparison = {
+        "question_id": 81,
+        "model_1": "llama3-8b-base",
+        "model_2": "gpt-3.5-turbo",
+        "g1_winner": "model_1",
+        "g2_winner": "model_1",
+        "judge": ["gpt-4", "pair-v2"],
+        "turn": 1,
+    }
+    pair_file = tmp_path / "model_judgment" / "gpt-4_pair.jsonl"
+    append_jsonl(pair_file, [comparison])
+    run_show(judgments, data_dir, tmp_path, "--pairwise_file", str(pair_file))
     assert (tmp_path / "pairwise.md").read_text().splitlines()[
         2
-    ] == "| llama3-8b-base | gpt-3.5-turbo | 1 | 0 | 0 | 0 | 1.00 | 0.00 | 1.00 |"
+    ] == "| llama3-8b-base | 1 | 0 | 0 | 0 | 1.0 | 0.0 | 1.0 |"
+    summaries = show.main(["--mode", "pairwise-all", "--out_dir", str(tmp_path), "--data_dir", str(data_dir)])
+    assert summaries == {} and not (tmp_path / "results" / "radar.png").exists()  # pairwise only
+    assert (tmp_path / "results" / "pairwise.md").read_text().splitlines()[2:] == [
+        "| llama3-8b-base | 1 | 0 | 0 | 0 | 1.0 | 0.0 | 1.0 |",
+        "| gpt-3.5-turbo | 0 | 1 | 0 | 0 | 0.0 | 1.0 | 0.0 |",
+    ]
+
+
+@pytest.mark.parametrize(
+    "value, shown", [(9.075, "9.075"), (8.311764705882353, "8.311765"), (7.0, "7.0"), (3, "3"), (float("nan"), "-")]
+)
+def test_numbers_show_with_fastchats_precision(value, shown):
+    assert show.fmt(value) == shown  # pandas' 6 decimals, as FastChat's show_result.py prints them
 
 
 def test_wandb_logging(judgments, data_dir, tmp_path, monkeypatch):

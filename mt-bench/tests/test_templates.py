@@ -76,8 +76,11 @@ def test_unknown_template():
         make_prompter("fschat:nope", Tok())
 
 
-def test_fschat_template_from_the_model_path():
-    # FastChat's own choice, as its gen_model_answer.py makes it from --model-path.
-    assert make_prompter("fschat", Tok(), model_path="lmsys/vicuna-7b-v1.5").render(Q, A) == make_prompter(
+def test_fschat_template_from_the_model_id():
+    # FastChat's own choice, as its gen_model_answer.py makes it from --model-id.
+    from fastchat.model import get_conversation_template
+
+    assert get_conversation_template("vicuna-7b-v1.5").name == "vicuna_v1.1"
+    assert make_prompter("fschat", Tok(), model_id="vicuna-7b-v1.5").render(Q, A) == make_prompter(
         "fschat:vicuna_v1.1", Tok()
     ).render(Q, A)
