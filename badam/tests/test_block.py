@@ -431,3 +431,41 @@ def test_state_dict_without_names_loads_by_position_with_a_warning(dtype):
     assert resumed.active_block == 1 and resumed.global_step == 4
     expected, got = adam_state_by_name(optimizer), adam_state_by_name(resumed)
     assert all(torch.equal(got[name]["exp_avg"], state["exp_avg"]) for name, state in expected.items())
+
+
+def test_an_idle_block_is_dropped_or_kept_as_a_slot_for_the_active_modules():
+    prefixes = [["model.layers.0."], ["model.layers.1."], ["lm_head."]]
+
+    def run(keep_idle_blocks):
+        model = tiny_llama()
+        base = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
+        optimizer = BlockOptimizer(
+            base,
+            list(model.named_parameters()),
+            prefixes,
+            switch_block_every=2,
+            switch_mode="ascending",
+            active_modules=["lm_head"],
+            verbose=0,
+            keep_idle_blocks=keep_idle_blocks,
+        )
+        return model, optimizer
+
+    _, dropped = run(False)
+    assert dropped.block_prefixes == prefixes[:2]
+    model, kept = run(True)
+    assert kept.block_prefixes == prefixes and kept.blocks[2] == []
+    params = dict(model.named_parameters())
+    moved = []
+    for step in range(6):
+        before = {n: p.detach().clone() for n, p in params.items()}
+        train(model, kept, 1, seed0=step)
+        moved.append({n.split(".weight")[0] for n, p in params.items() if not torch.equal(p, before[n])})
+
+    def layer(i):
+        return {n.split(".weight")[0] for n in params if n.startswith(f"model.layers.{i}.")}
+
+    assert moved[0] == moved[1] == layer(0) | {"lm_head"}
+    assert moved[2] == moved[3] == layer(1) | {"lm_head"}
+    assert moved[4] == moved[5] == {"lm_head"}, "the idle slot trains the active modules alone for its K steps"
+    assert kept.active_block == 0

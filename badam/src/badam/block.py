@@ -84,6 +84,9 @@ class BlockOptimizer(Optimizer):
             too, before the language model's layers; frozen otherwise (badam.stacks).
         split_moe: split each mixture-of-experts layer into its attention and router, then its
             experts (badam.moe); experts_per_block: experts per block, for experts kept as modules.
+        keep_idle_blocks: keep a block all of whose parameters are active modules as a K-step slot
+            in which only the active modules train, as the published package does (the official
+            SuperGLUE code's 26-block cycle); by default such a block is dropped.
         verbose: 0 silent, 1 logs each switch (logging, level INFO), 2 prints each switch and the
             trainable parameter names (stdout, rank 0), as the published package does.
         log_fn: called as log_fn({"block": ..., "global_step": ..., "block_epoch": ...}) at each switch.
@@ -143,6 +146,7 @@ class BlockOptimizer(Optimizer):
         include_vision_tower: bool = False,
         split_moe: bool = False,
         experts_per_block: int | None = None,
+        keep_idle_blocks: bool = False,
     ) -> None:
         if not isinstance(base_optimizer, Optimizer):
             raise TypeError(f"base_optimizer must be a torch.optim.Optimizer, got {type(base_optimizer).__name__}")
@@ -185,7 +189,7 @@ class BlockOptimizer(Optimizer):
                 split_moe=split_moe,
                 experts_per_block=experts_per_block,
             )
-        self._partition(normalize_prefix_list(block_prefix_list), tuple(active_modules))
+        self._partition(normalize_prefix_list(block_prefix_list), tuple(active_modules), keep_idle_blocks)
         self.managed = [p for block in self.blocks + self.block_adapters for p in block] + self.always_active
         self.sgd = None
         if sgd_mode != "disabled":
@@ -201,11 +205,12 @@ class BlockOptimizer(Optimizer):
         self._switch_hooks: OrderedDict[int, Callable[[BlockOptimizer], None]] = OrderedDict()
         self._activate(self.schedule.current)
 
-    def _partition(self, prefixes: list[list[str]], active_modules: tuple[str, ...]) -> None:
+    def _partition(self, prefixes: list[list[str]], active_modules: tuple[str, ...], keep_idle: bool) -> None:
         """Sort the parameters into blocks, always-active modules and (lora_mode) per-block adapters.
 
         Without lora_mode what trains is what requires grad (under PEFT: the adapters). With it, the
-        blocks hold the base weights PEFT froze, and the adapters are BREAD's correction.
+        blocks hold the base weights PEFT froze, and the adapters are BREAD's correction. A block of
+        active modules only is idle: dropped, or with `keep_idle` kept with no parameters of its own.
         """
         trainable = [name for name, param in self.named_params.items() if param.requires_grad]
         if not trainable:
@@ -234,8 +239,12 @@ class BlockOptimizer(Optimizer):
         # only what trains: frozen weights under PEFT and the always-active modules drop out.
         trains = set(trainable) - {self.name_of[p] for p in self.always_active}
         members = assign_blocks(list(self.named_params), prefixes)
-        kept = [(p, [n for n in m if n in trains], [n for n in m if n in adapters]) for p, m in zip(prefixes, members)]
-        kept = [block for block in kept if block[1]]
+        active = set(trainable) - trains
+        kept = [
+            (p, [n for n in m if n in trains], [n for n in m if n in adapters])
+            for p, m in zip(prefixes, members)
+            if any(n in trains for n in m) or (keep_idle and any(n in active for n in m))
+        ]
         if not kept:
             raise ValueError("no trainable parameter falls in any block")
         self.block_prefixes = [p for p, _, _ in kept]
