@@ -86,6 +86,23 @@ def qwen2_vl():
     return T.Qwen2VLForConditionalGeneration(T.Qwen2VLConfig(text_config=text, vision_config=vision))
 
 
+def gemma3():
+    text = _llama_text(head_dim=16)
+    vision = dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8
+    )
+    return T.Gemma3ForConditionalGeneration(
+        T.Gemma3Config(
+            text_config=text,
+            vision_config=vision,
+            mm_tokens_per_image=4,
+            image_token_index=VOCAB - 1,
+            boi_token_index=VOCAB - 3,
+            eoi_token_index=VOCAB - 2,
+        )
+    )
+
+
 def qwen3_moe():
     return T.Qwen3MoeForCausalLM(
         T.Qwen3MoeConfig(**_llama_text(moe_intermediate_size=32, num_experts=4, num_experts_per_tok=2, head_dim=16))
@@ -150,6 +167,7 @@ FAMILIES: dict[str, Callable[[], torch.nn.Module]] = {
     "bart": bart,
     "llava": llava,
     "qwen2-vl": qwen2_vl,
+    "gemma3": gemma3,
     "qwen3-moe": qwen3_moe,
     "mixtral": mixtral,
     "deepseek-v3": deepseek_v3,
@@ -165,9 +183,10 @@ def build(family: str, seed: int = 0) -> torch.nn.Module:
 
 
 def make_batch(family: str, seed: int, size: int = 2, length: int = 24) -> dict[str, torch.Tensor]:
-    """A training batch (inputs and labels) for `family`; Llava's carries an image."""
+    """A training batch (inputs and labels) for `family`; Llava's carries an image, the other
+    vision-language models' are text only."""
     generator = torch.Generator().manual_seed(seed)
-    ids = torch.randint(3, VOCAB - 1, (size, length), generator=generator)
+    ids = torch.randint(3, VOCAB - 3, (size, length), generator=generator)
     if family in SEQ2SEQ:
         return {"input_ids": ids, "labels": torch.randint(3, VOCAB - 1, (size, length // 2), generator=generator)}
     if family == "llava":

@@ -35,6 +35,7 @@ def test_a_known_stack_name_counts_even_with_parameters_directly_on_its_layers()
         ("bart", ["model.encoder.layers", "model.decoder.layers"], []),
         ("llava", ["model.language_model.layers"], ["model.vision_tower.encoder.layers"]),
         ("qwen2-vl", ["model.language_model.layers"], ["model.visual.blocks"]),
+        ("gemma3", ["model.language_model.layers"], ["model.vision_tower.encoder.layers"]),
         ("roberta", ["roberta.encoder.layer"], []),
     ],
 )
