@@ -469,3 +469,15 @@ def test_an_idle_block_is_dropped_or_kept_as_a_slot_for_the_active_modules():
     assert moved[2] == moved[3] == layer(1) | {"lm_head"}
     assert moved[4] == moved[5] == {"lm_head"}, "the idle slot trains the active modules alone for its K steps"
     assert kept.active_block == 0
+
+    # A resume inside the idle slot continues exactly: idle blocks match by their order.
+    model, optimizer = run(True)
+    train(model, optimizer, 5)
+    twin, resumed = run(True)
+    twin.load_state_dict(model.state_dict())
+    resumed.load_state_dict(copy.deepcopy(optimizer.state_dict()))
+    assert resumed.active_block == 2
+    train(model, optimizer, 3, seed0=5)
+    train(twin, resumed, 3, seed0=5)
+    for a, b in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

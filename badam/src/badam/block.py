@@ -537,10 +537,20 @@ class BlockOptimizer(Optimizer):
                 raise ValueError(f"parameter {name!r} has shape {saved} in the state dict and {shape} here")
 
     def _match_blocks(self, saved_blocks: Sequence[Sequence[str]]) -> list[int]:
-        """Our index of each saved block, by its parameter names: blocks may be reordered, not regrouped."""
+        """Our index of each saved block, by its parameter names: blocks may be reordered, not regrouped.
+
+        Idle blocks (keep_idle_blocks) have no names: they match ours in their order.
+        """
         block_of = {self.name_of[p]: index for index, block in enumerate(self.blocks) for p in block}
+        idle = iter([index for index, block in enumerate(self.blocks) if not block])
         here = []
         for index, names in enumerate(saved_blocks):
+            if not names:
+                ours = next(idle, None)
+                if ours is None:
+                    raise ValueError(f"block {index} of the state dict is idle (active modules only); none is here")
+                here.append(ours)
+                continue
             ours = block_of.get(names[0])
             if ours is None:
                 raise ValueError(f"block {index} of the state dict holds {names[0]!r}, which is in no block here")
@@ -555,7 +565,7 @@ class BlockOptimizer(Optimizer):
             here.append(ours)
         if len(here) != self.num_blocks:
             spare = next(i for i in range(self.num_blocks) if i not in here)
-            first = self.name_of[self.blocks[spare][0]]
+            first = self.name_of[self.blocks[spare][0]] if self.blocks[spare] else self.block_prefixes[spare][0]
             raise ValueError(f"block {spare} here ({first!r}, ...) is no block of the state dict")
         return here
 
