@@ -31,6 +31,8 @@ WANT="$(cd "$ROOT" && shopt -s nullglob && cat requirements.txt ./*/requirements
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
   echo "[setup] installing requirements.txt"
   (cd "$ROOT" && "${PIP[@]}" -r requirements.txt "torch==$TORCH_VERSION")
+  # roberta-superglue uses jiant 2.2.0, whose 2021 pins (transformers 4.5, numpy 1.18) cannot install here.
+  "${PIP[@]}" --no-deps jiant==2.2.0
   echo "$WANT" > "$STAMP"
 fi
 echo "[setup] environment ready: $VENV"

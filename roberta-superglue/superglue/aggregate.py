@@ -21,7 +21,7 @@ from pathlib import Path
 from transformers import HfArgumentParser
 
 from superglue.cli import DEBUG_HELP, run_cli
-from superglue.files import read_json, read_yaml, write_text_atomic
+from superglue.files import base_config, read_json, read_yaml, write_text_atomic
 from superglue.tasks import get_task
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "paper.yaml"
@@ -63,6 +63,9 @@ def load_config(path: str) -> dict:
     _, config = read_yaml(path)
     if not isinstance(config, dict):
         raise ValueError(f"{path}: expected a mapping with methods, columns and paper (see configs/paper.yaml)")
+    base = base_config(path, config)
+    if base is not None:  # what the config does not set comes from the one it extends
+        config = {**load_config(str(base)), **config}
     for key in ("methods", "columns"):
         if not isinstance(config.get(key), dict):
             raise ValueError(f"{path}: needs a '{key}' mapping (see configs/paper.yaml)")

@@ -27,6 +27,14 @@ DEBUG_FLAG = "--debug"
 DEBUG_HELP = f"{DEBUG_FLAG}: on an error, show its traceback (or set BADAM_DEBUG=1)"
 
 
+def check_choice(setting: str, value: str, choices: dict[str, str]) -> str:
+    """`value` if it is one of the setting's choices, else an error listing them with what each is."""
+    if value not in choices:
+        known = "; ".join(f"{key} ({text})" for key, text in choices.items())
+        raise ValueError(f"--{setting} {value!r}: choose one of {known}")
+    return value
+
+
 def run_cli(main: Callable[[list[str]], Any], argv: list[str] | None = None) -> Any:
     """Call `main(argv)` (argv without --debug), turning expected errors into one line and exit 2."""
     argv = sys.argv[1:] if argv is None else list(argv)

@@ -7,6 +7,10 @@ there. Without a local directory the tasks are read from the hub's `aps/super_gl
 turned back into the official records (MultiRC's answer rows regrouped into passages).
 
     examples, source = load_examples(get_task("rte"), "val", data_dir="../shared/data/superglue")
+
+The examples are jiant's (superglue.tasks.read_examples), each with the file and line it came from.
+The training file is the first of `train_file`'s names that exists (by default `train.jsonl`, else
+FewGLUE's `train32.jsonl`, the only training file BoolQ and MultiRC have in the shared data).
 """
 
 from __future__ import annotations
@@ -15,12 +19,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from superglue.files import read_jsonl
-from superglue.tasks import RTE_LABELS, Task
+from superglue.tasks import Example, Task, read_examples
 
 HUB_DATASET = "aps/super_glue"
 HUB_SPLITS = {"train": "train", "val": "validation"}
-# The hub stores class ids; the jsonl files store these values (booleans for the other tasks).
-HUB_LABELS = {"rte": RTE_LABELS.__getitem__, "copa": int}
+TRAIN_FILES = "train.jsonl,train32.jsonl"
 
 
 def task_dir(data_dir: str | Path, task: Task) -> Path:
@@ -41,22 +44,19 @@ def local_file(directory: Path, candidates: str) -> Path:
         if (directory / name.strip()).is_file():
             return directory / name.strip()
     present = ", ".join(sorted(p.name for p in directory.glob("*.jsonl"))) or "no jsonl files"
-    raise FileNotFoundError(
-        f"none of {candidates} in {directory} (it has: {present}); for a FewGLUE-style "
-        "directory pass e.g. --train_file train.jsonl,train32.jsonl"
-    )
+    raise FileNotFoundError(f"none of {candidates} in {directory} (it has: {present}); name the file with --train_file")
 
 
 def load_examples(
-    task: Task, split: str, data_dir: str | Path | None, train_file: str = "train.jsonl"
-) -> tuple[list[dict], str]:
+    task: Task, split: str, data_dir: str | Path | None, train_file: str = TRAIN_FILES
+) -> tuple[list[Example], str]:
     """The examples of `split` (train or val) and where they were read from."""
     if split not in HUB_SPLITS:
         raise ValueError(f"unknown split {split!r}; the protocol reads train and val")
     if data_dir is not None:
         path = local_file(task_dir(data_dir, task), train_file if split == "train" else "val.jsonl")
         records = [{**record, "_where": f"{path}:{lineno}"} for lineno, record in read_jsonl(path)]
-        return task.examples(records), str(path)
+        return read_examples(task, records, split), str(path)
     from datasets import load_dataset
 
     source = f"{HUB_DATASET}/{task.hub_config}:{HUB_SPLITS[split]}"
@@ -68,7 +68,7 @@ def load_examples(
             f"({str(e).splitlines()[0]}): pass --data_dir with the SuperGLUE task "
             "directories"
         ) from None
-    return task.examples(from_hub(task, rows, source)), source
+    return read_examples(task, from_hub(task, rows, source), split), source
 
 
 def from_hub(task: Task, rows: Iterable[dict], source: str) -> list[dict]:
@@ -97,6 +97,6 @@ def from_hub(task: Task, rows: Iterable[dict], source: str) -> list[dict]:
                 "target": {k: row[k] for k in ("span1_index", "span2_index", "span1_text", "span2_text")},
             }
         if label != -1:
-            row["label"] = HUB_LABELS.get(task.name, bool)(label)
+            row["label"] = task.labels[label]  # the jsonl files hold the value of the class id
         records.append({**row, "_where": where})
     return records

@@ -1,89 +1,49 @@
-"""Token ids from text segments, with character spans mapped to token spans, for any fast tokenizer.
+"""Model inputs of a jiant example, made by jiant itself: its tokenize(), then its featurize().
 
-jiant builds RoBERTa inputs as `<s> A </s></s> B </s>` and, for WiC, three segments
-`<s> word </s></s> sentence1 </s></s> sentence2 </s>`. The special tokens around and between
-segments are read off the tokenizer itself (it encodes a dummy pair once), so a BERT-style encoder
-gets its own `[CLS] A [SEP] B [SEP]`. Each text piece is tokenized on its own, as jiant does, which
-keeps every piece's character offsets relative to its own text.
+jiant tokenizes each text on its own, joins the pieces with the model's special tokens
+(`<s> A </s></s> B </s>` for RoBERTa; `<s> word </s></s> sentence1 </s></s> sentence2 </s>` for
+WiC), truncates each task its own way, and maps WiC's character spans and WSC's word spans to token
+spans. This module only turns jiant's padded, fixed-length DataRow into what the collator takes:
 
-    encoder = Encoder(tokenizer, max_length=256)
-    ids, spans = encoder.join([["word"], [sentence1], [sentence2]], spans=[(1, 3, 8), (2, 0, 5)])
+    featurizer = Featurizer(tokenizer, max_length=256)
+    feature = featurizer(example.jiant)   # {"input_ids": [...], "labels": 1, "spans": [[s, e), ...]}
 
-Segments are lists of pieces glued without a separator (MultiRC's passage and question). When the
-whole is too long, tokens are dropped from the end of the longest piece until it fits (jiant's
-truncation); a span that would lose a token is an error rather than a silently wrong target.
+input_ids without jiant's padding (the collator pads each batch), a list per choice for COPA, and
+spans as [start, end) where jiant's are inclusive. A span that truncation cut off is an error.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import numpy as np
+from jiant.tasks.core import BaseExample
 
-from transformers import PreTrainedTokenizerBase
-
-
-@dataclass
-class Piece:
-    ids: list[int]
-    offsets: list[tuple[int, int]]  # character [start, end) of each token in the piece's text
+from superglue.jiant_compat import feat_spec, quiet
 
 
-class Encoder:
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int) -> None:
-        if not tokenizer.is_fast:
-            raise ValueError(f"{type(tokenizer).__name__} is not a fast tokenizer: span tasks need its offset mapping")
+class Featurizer:
+    def __init__(self, tokenizer, max_length: int) -> None:
         self.tokenizer = tokenizer
         self.max_length = max_length
-        pair = tokenizer("a", "b")
-        which = pair.sequence_ids()
-        ids = pair["input_ids"]
-        first = [i for i, s in enumerate(which) if s == 0]
-        second = [i for i, s in enumerate(which) if s == 1]
-        self.prefix = ids[: first[0]]
-        self.middle = ids[first[-1] + 1 : second[0]]
-        self.suffix = ids[second[-1] + 1 :]
+        self.spec = feat_spec(tokenizer, max_length)
 
-    def piece(self, text: str) -> Piece:
-        encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        return Piece(list(encoded["input_ids"]), [tuple(o) for o in encoded["offset_mapping"]])
-
-    def join(
-        self, segments: list[list[str]], spans: list[tuple[int, int, int]] = ()
-    ) -> tuple[list[int], list[list[int]]]:
-        """Token ids of the segments and, for each (piece index, char start, char end), its token span.
-
-        Pieces are numbered across segments in order. Token spans are [start, end) in the ids.
-        """
-        pieces = [self.piece(text) for segment in segments for text in segment]
-        specials = len(self.prefix) + len(self.suffix) + len(self.middle) * (len(segments) - 1)
-        budget = self.max_length - specials
-        if budget <= 0:
-            raise ValueError(
-                f"max_length {self.max_length} leaves no room for text after {specials} special tokens; "
-                "raise --max_seq_length"
-            )
-        targets = [(index, self._token_span(pieces[index], start, end)) for index, start, end in spans]
-        lengths = [len(p.ids) for p in pieces]
-        while sum(lengths) > budget:
-            lengths[max(range(len(lengths)), key=lengths.__getitem__)] -= 1
-        for index, (_, end) in targets:
-            if end > lengths[index]:
+    def __call__(self, example: BaseExample) -> dict:
+        with quiet():
+            tokenized = example.tokenize(self.tokenizer)
+        try:
+            row = tokenized.featurize(self.tokenizer, self.spec)
+        except AssertionError:  # WSC's template miscounts its segment ids once it has to truncate
+            raise ValueError(f"the input is longer than max_length {self.max_length}; raise --max_seq_length") from None
+        lengths = np.asarray(row.input_mask).sum(-1)
+        ids = np.asarray(row.input_ids)
+        if ids.ndim == 2:  # multiple choice: one sequence per choice
+            input_ids = [choice[:n].tolist() for choice, n in zip(ids, lengths)]
+        else:
+            input_ids = ids[:lengths].tolist()
+        feature = {"input_ids": input_ids, "labels": int(row.label_id)}
+        if hasattr(row, "spans"):
+            spans = [[int(start), int(end) + 1] for start, end in row.spans]
+            # The last token is the closing separator: a span reaching it was cut by truncation.
+            if any(end >= len(input_ids) or start >= end for start, end in spans):
                 raise ValueError(f"a target span falls beyond max_length {self.max_length}; raise --max_seq_length")
-
-        ids, starts, piece_index = list(self.prefix), [], 0
-        for number, segment in enumerate(segments):
-            if number:
-                ids += self.middle
-            for _ in segment:
-                starts.append(len(ids))
-                ids += pieces[piece_index].ids[: lengths[piece_index]]
-                piece_index += 1
-        ids += self.suffix
-        return ids, [[starts[index] + start, starts[index] + end] for index, (start, end) in targets]
-
-    @staticmethod
-    def _token_span(piece: Piece, start: int, end: int) -> tuple[int, int]:
-        """The tokens overlapping characters [start, end) of the piece's text."""
-        inside = [i for i, (a, b) in enumerate(piece.offsets) if b > a and a < end and b > start]
-        if start >= end or not inside:
-            raise ValueError(f"character span [{start}, {end}) covers no token")
-        return inside[0], inside[-1] + 1
+            feature["spans"] = spans
+        return feature

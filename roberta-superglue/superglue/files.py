@@ -52,6 +52,17 @@ def read_yaml(path: str | Path, what: str = "config") -> tuple[yaml.Node | None,
         raise ValueError(f"{where}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
 
 
+def base_config(path: str | Path, values: dict) -> Path | None:
+    """The config that `path` extends (its `extends:` key, relative to it), or None."""
+    name = values.get("extends")
+    if name is None:
+        return None
+    base = Path(path).parent / str(name)
+    if not isinstance(name, str) or not base.is_file():
+        raise ValueError(f"{path}: extends: {name!r} is not a config file beside it (e.g. extends: paper.yaml)")
+    return base
+
+
 def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
     """(line number, record) for every non-empty line; a bad line is an error naming file and line."""
     path = Path(path)

@@ -11,15 +11,18 @@ Heads, as in jiant:
 The head is `model.head` and the pooler `model.encoder.pooler`: `last_layer_prefixes()` names them
 for the optimizers that keep them trainable throughout (--train_last_layer).
 
-`load_pretrained` reads the encoder or its tokenizer from a local directory or the hub; when it
-cannot, the error says whether a directory or a hub id was meant, what is wrong and what to pass.
+`check_model` says at once when `--model_name` cannot be loaded (a missing or incomplete directory,
+a hub id that is neither cached nor reachable) and what to pass; `load_pretrained` reads the encoder
+or its tokenizer after that check.
 """
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
@@ -31,8 +34,10 @@ from badam.atomic import file_problem
 Loaded = TypeVar("Loaded")
 
 
-def load_pretrained(load: Callable[..., Loaded], name_or_path: str) -> Loaded:
-    """`load(name_or_path)` (AutoModel.from_pretrained, AutoTokenizer.from_pretrained) with clear errors."""
+def check_model(name_or_path: str) -> None:
+    """Fail at once, saying what to pass, when `--model_name` names no model that can be loaded: a
+    missing or incomplete directory, or a hub id that is not cached while the hub cannot be reached
+    (otherwise the hub client retries for about a minute before it gives up)."""
     path = Path(name_or_path).expanduser()
     # A hub id is `name` or `org/name`; anything else that does not exist was meant as a local path.
     if not path.exists() and (name_or_path.startswith(("/", ".", "~")) or name_or_path.count("/") > 1):
@@ -45,21 +50,39 @@ def load_pretrained(load: Callable[..., Loaded], name_or_path: str) -> Loaded:
         problem = file_problem(weights)  # safetensors' own error for a cut file names neither file nor fix
         if problem is not None:
             raise ValueError(f"--model_name: {weights} {problem}: save or download the model again")
+    if path.exists():
+        return
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(name_or_path, "config.json"), str):
+        return
+    endpoint = urlparse(constants.ENDPOINT)
+    if constants.HF_HUB_OFFLINE:
+        why = "HF_HUB_OFFLINE is set"
+    else:
+        try:
+            socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=5).close()
+            return
+        except OSError as e:
+            why = f"the hub ({endpoint.hostname}) cannot be reached ({e.strerror or e})"
+    raise FileNotFoundError(
+        f"--model_name: no local model was given: {name_or_path!r} is a hub id that is not in the local cache and "
+        f"{why}; pass a local model directory, --model_name DIR (a model saved with save_pretrained)"
+    )
+
+
+def load_pretrained(load: Callable[..., Loaded], name_or_path: str) -> Loaded:
+    """`load(name_or_path)` (AutoModel.from_pretrained, AutoTokenizer.from_pretrained) with clear errors."""
+    check_model(name_or_path)
     try:
         return load(name_or_path)
     except OSError as e:  # what transformers raises for a file it cannot read, or a hub id it cannot get
-        from huggingface_hub.errors import LocalEntryNotFoundError
-
         first_line = str(e).splitlines()[0]
-        if path.exists():
+        if Path(name_or_path).expanduser().exists():
             raise OSError(f"--model_name: cannot load {name_or_path} ({first_line})") from None
-        why = (
-            "there is no network"
-            if isinstance(e.__cause__, LocalEntryNotFoundError)
-            else f"the hub does not have it ({first_line})"
-        )
         raise FileNotFoundError(
-            f"--model_name: model {name_or_path!r} was not found locally and {why}: pass a local model directory"
+            f"--model_name: model {name_or_path!r} could not be loaded from the hub ({first_line}): pass a local "
+            "model directory, --model_name DIR"
         ) from None
 
 

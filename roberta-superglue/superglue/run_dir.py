@@ -26,6 +26,7 @@ from transformers import TrainerCallback
 from badam.checkpoint import newest_complete
 from superglue.files import read_json, write_json_atomic
 from superglue.optim import OPTIMIZER_SETTINGS
+from superglue.tasks import Example
 
 IDENTITY_FILE = "run_identity.json"
 FREE_SETTINGS = (
@@ -52,13 +53,13 @@ def run_directory(output_root: str, run_name: str) -> Path:
     return Path(output_root) / run_name
 
 
-def fingerprint(examples: list[dict]) -> dict[str, Any]:
-    """How many examples, and a hash of their content (not of where they were read from)."""
-    content = json.dumps([{k: v for k, v in e.items() if k != "_where"} for e in examples], sort_keys=True)
+def fingerprint(examples: list[Example]) -> dict[str, Any]:
+    """How many examples, and a hash of their content (jiant's examples, not where they were read from)."""
+    content = json.dumps([e.content() for e in examples], sort_keys=True)
     return {"examples": len(examples), "sha256": hashlib.sha256(content.encode()).hexdigest()}
 
 
-def run_identity(args: Any, parts: dict[str, list[dict]], sources: dict[str, str]) -> dict[str, Any]:
+def run_identity(args: Any, parts: dict[str, list[Example]], sources: dict[str, str]) -> dict[str, Any]:
     """What two runs must share for one to continue the other (args: superglue.train.RunArgs)."""
     others = {k for name, keys in OPTIMIZER_SETTINGS.items() if name != args.optimizer for k in keys}
     others -= set(OPTIMIZER_SETTINGS[args.optimizer])

@@ -1,126 +1,67 @@
-"""The six SuperGLUE tasks of the paper, formulated as jiant formulates them, and the split protocol.
+"""The six SuperGLUE tasks of the paper, read and formulated by jiant 2.2.0, and the split protocol.
 
-A task turns the records of an official SuperGLUE jsonl file into model inputs:
+Each task is jiant's task class (`jiant.tasks.lib.<task>`): its reader (`_create_examples`) turns
+an official jsonl record into jiant's examples, and its example and template code turn those into
+model inputs (superglue.encoding). What this module adds around jiant:
 
-| task    | jiant formulation                 | input                                                  | head          |
-|---------|-----------------------------------|--------------------------------------------------------|---------------|
-| boolq   | pair classification               | question / passage                                     | pooled        |
-| rte     | pair classification               | premise / hypothesis                                   | pooled        |
-| copa    | multiple choice, 2 choices        | premise + "What was the cause of this?" or             | pooled, one   |
-|         |                                   | "What happened as a result?" / choice                  | score/choice  |
-| multirc | binary classification per answer, | passage + question / answer; one example per question, | pooled        |
-|         | grouped by question               | one input per answer option                            |               |
-| wic     | span comparison                   | word / sentence1 / sentence2, spans of the word        | 2 word spans  |
-| wsc     | span comparison                   | text, spans of the entity (span1) and pronoun (span2)  | 2 entity spans|
+- every example remembers the file and line it came from, so a bad record is reported there
+  (jiant would raise a bare KeyError); labels are checked against the task's label set with their
+  type (jiant's label table would take 1 for True);
+- the paper's split of the official validation set into a selection part (its first N examples)
+  and the reported test part (the rest).
 
-The paper's protocol splits the official validation set: its first `selection_size` examples select
-the model and the rest is the reported test. An example is a line of the file for every task but
-MultiRC, whose lines are passages: there an example is a question (with all its answer options), so
-that no question is cut between the two parts and EM stays defined; see README.md for why.
+| task    | jiant's formulation                              | head            |
+|---------|--------------------------------------------------|-----------------|
+| boolq   | pair classification (question, passage)          | pooled          |
+| rte     | pair classification (premise, hypothesis)        | pooled          |
+| copa    | multiple choice, premise + jiant's question      | pooled, 1/choice|
+| multirc | binary, one example per answer option            | pooled          |
+| wic     | span comparison of the word in its two sentences | 2 word spans    |
+| wsc     | span comparison of an entity and a pronoun       | 2 entity spans  |
+
+Splits: jiant's example is a line of the file for every task but MultiRC, where it is one answer
+option. The official code counts N in jiant's examples, answer options for MultiRC
+(`multirc_split="option"`); `"question"` counts whole questions instead (see README.md).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Sequence
+import dataclasses
 from dataclasses import dataclass
 
+from jiant.tasks.core import BaseExample
+from jiant.tasks.core import Task as JiantTask
+from jiant.tasks.lib.boolq import BoolQTask
+from jiant.tasks.lib.copa import CopaTask
+from jiant.tasks.lib.multirc import MultiRCTask
+from jiant.tasks.lib.rte import RteTask
+from jiant.tasks.lib.wic import WiCTask
+from jiant.tasks.lib.wsc import WSCTask
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from superglue.encoding import Encoder
+import superglue.jiant_compat  # noqa: F401  (before any use of jiant's tokenization)
+from superglue.cli import check_choice
+from superglue.encoding import Featurizer
 
-# jiant's COPA prompt: the premise followed by a question naming the relation asked for.
-COPA_QUESTIONS = {"cause": "What was the cause of this?", "effect": "What happened as a result?"}
-BOOL_LABELS = (False, True)
-RTE_LABELS = ("entailment", "not_entailment")
-
-
-def get_field(record: dict, *keys: str):
-    """record[k1][k2]..., or an error naming where the record came from and the missing field."""
-    value = record
-    for depth, key in enumerate(keys):
-        if not isinstance(value, dict) or key not in value:
-            raise ValueError(f"{record['_where']}: missing field {'.'.join(keys[: depth + 1])!r}")
-        value = value[key]
-    return value
+MULTIRC_SPLITS = {
+    "option": "N answer options, jiant's examples (the official code)",
+    "question": "N whole questions with all their answer options",
+}
 
 
-def label_id(record: dict, labels: Sequence, *keys: str) -> int:
-    value = get_field(record, *(keys or ("label",)))
-    for index, label in enumerate(labels):
-        if value == label and type(value) is type(label):  # True must not pass for 1, nor 1 for True
-            return index
-    raise ValueError(f"{record['_where']}: label {value!r} is not one of {list(labels)}")
+@dataclass(frozen=True)
+class Example:
+    where: str  # the file and line (MultiRC: question and answer number) it was read from
+    jiant: BaseExample  # jiant's example
 
+    @property
+    def question(self) -> int | None:
+        """MultiRC's question id (jiant's grouping for EM); None for the other tasks."""
+        return getattr(self.jiant, "question_id", None)
 
-def encode_boolq(record: dict, encoder: Encoder) -> list[dict]:
-    ids, _ = encoder.join([[get_field(record, "question")], [get_field(record, "passage")]])
-    return [{"input_ids": ids, "labels": label_id(record, BOOL_LABELS)}]
-
-
-def encode_rte(record: dict, encoder: Encoder) -> list[dict]:
-    ids, _ = encoder.join([[get_field(record, "premise")], [get_field(record, "hypothesis")]])
-    return [{"input_ids": ids, "labels": label_id(record, RTE_LABELS)}]
-
-
-def encode_copa(record: dict, encoder: Encoder) -> list[dict]:
-    relation = get_field(record, "question")
-    if relation not in COPA_QUESTIONS:
-        raise ValueError(f"{record['_where']}: question {relation!r} is not one of {list(COPA_QUESTIONS)}")
-    prompt = get_field(record, "premise") + " " + COPA_QUESTIONS[relation]
-    choices = [encoder.join([[prompt], [get_field(record, key)]])[0] for key in ("choice1", "choice2")]
-    return [{"input_ids": choices, "labels": label_id(record, (0, 1))}]
-
-
-def encode_multirc(record: dict, encoder: Encoder) -> list[dict]:
-    # A leading space so the question's first word is tokenized as a word, not a word-piece.
-    context = [get_field(record, "passage"), " " + get_field(record, "question")]
-    features = []
-    for number, answer in enumerate(get_field(record, "answers")):
-        option = {**answer, "_where": f"{record['_where']} answer {number}"}
-        ids, _ = encoder.join([context, [get_field(option, "text")]])
-        features.append({"input_ids": ids, "labels": label_id(option, (0, 1))})
-    if not features:
-        raise ValueError(f"{record['_where']}: a question without answers")
-    return features
-
-
-def encode_wic(record: dict, encoder: Encoder) -> list[dict]:
-    segments = [[get_field(record, "word")], [get_field(record, "sentence1")], [get_field(record, "sentence2")]]
-    spans = [(i, get_field(record, f"start{i}"), get_field(record, f"end{i}")) for i in (1, 2)]
-    ids, token_spans = encoder.join(segments, spans)
-    return [{"input_ids": ids, "spans": token_spans, "labels": label_id(record, BOOL_LABELS)}]
-
-
-def word_span(text: str, index: int, span_text: str) -> tuple[int, int]:
-    """Characters of `len(span_text.split())` whitespace-separated words of `text` from word `index`
-    (WSC's span indices count words of text.split(), as in jiant)."""
-    words = list(re.finditer(r"\S+", text))
-    count = len(span_text.split())
-    if not (isinstance(index, int) and 0 <= index and index + count <= len(words) and count):
-        raise ValueError(f"span {span_text!r} at word {index!r} is outside the text's {len(words)} words")
-    return words[index].start(), words[index + count - 1].end()
-
-
-def encode_wsc(record: dict, encoder: Encoder) -> list[dict]:
-    text = get_field(record, "text")
-    spans = []
-    for i in (1, 2):
-        index, words = get_field(record, "target", f"span{i}_index"), get_field(record, "target", f"span{i}_text")
-        spans.append((0, *word_span(text, index, words)))
-    ids, token_spans = encoder.join([[text]], spans)
-    return [{"input_ids": ids, "spans": token_spans, "labels": label_id(record, BOOL_LABELS)}]
-
-
-def multirc_questions(passages: list[dict]) -> list[dict]:
-    """One record per question (passage text, question, answers), in file order."""
-    questions = []
-    for passage in passages:
-        for number, question in enumerate(get_field(passage, "passage", "questions")):
-            where = f"{passage['_where']} question {number}"
-            questions.append({**question, "passage": get_field(passage, "passage", "text"), "_where": where})
-    return questions
+    def content(self) -> dict:
+        return dataclasses.asdict(self.jiant)
 
 
 @dataclass(frozen=True)
@@ -132,69 +73,34 @@ class Task:
     head: str  # classification | multiple_choice | span_comparison
     selection_size: int  # the paper's N: the first N validation examples select the model
     metric: str  # what `score` is: accuracy, or mean of F1a and EM
-    encode: Callable[[dict, Encoder], list[dict]]
-    examples: Callable[[list[dict]], list[dict]] = list  # the file's records -> the task's examples
+    jiant_class: type[JiantTask]  # jiant's task: reader, formulation, evaluation scheme
+
+    @property
+    def jiant(self) -> JiantTask:
+        return self.jiant_class(name=self.name, path_dict={})
+
+    @property
+    def labels(self) -> list:
+        """The label values of the jsonl files, in jiant's id order."""
+        return list(getattr(self.jiant_class, "LABELS", None) or self.jiant_class.CHOICE_KEYS)
 
 
 TASKS = {
     t.name: t
     for t in [
-        Task(
-            "boolq",
-            "BoolQ",
-            "boolq",
-            "pair classification (question, passage)",
-            "classification",
-            1270,
-            "accuracy",
-            encode_boolq,
-        ),
-        Task(
-            "copa", "COPA", "copa", "multiple choice between 2 choices", "multiple_choice", 30, "accuracy", encode_copa
-        ),
-        Task(
-            "multirc",
-            "MultiRC",
-            "multirc",
-            "binary classification of each answer option, grouped by question",
-            "classification",
-            453,
-            "(F1a + EM) / 2",
-            encode_multirc,
-            multirc_questions,
-        ),
-        Task(
-            "rte",
-            "RTE",
-            "rte",
-            "pair classification (premise, hypothesis)",
-            "classification",
-            128,
-            "accuracy",
-            encode_rte,
-        ),
-        Task(
-            "wic",
-            "WiC",
-            "wic",
-            "span comparison of the word in its two sentences",
-            "span_comparison",
-            238,
-            "accuracy",
-            encode_wic,
-        ),
-        Task(
-            "wsc",
-            "WSC",
-            "wsc.fixed",
-            "span comparison of an entity and a pronoun",
-            "span_comparison",
-            44,
-            "accuracy",
-            encode_wsc,
-        ),
+        Task("boolq", "BoolQ", "boolq", "pair classification (question, passage)", "classification", 1270,
+             "accuracy", BoolQTask),
+        Task("copa", "COPA", "copa", "multiple choice between 2 choices", "multiple_choice", 30, "accuracy", CopaTask),
+        Task("multirc", "MultiRC", "multirc", "binary classification of each answer option, grouped by question",
+             "classification", 453, "(F1a + EM) / 2", MultiRCTask),
+        Task("rte", "RTE", "rte", "pair classification (premise, hypothesis)", "classification", 128, "accuracy",
+             RteTask),
+        Task("wic", "WiC", "wic", "span comparison of the word in its two sentences", "span_comparison", 238,
+             "accuracy", WiCTask),
+        Task("wsc", "WSC", "wsc.fixed", "span comparison of an entity and a pronoun", "span_comparison", 44,
+             "accuracy", WSCTask),
     ]
-}
+}  # fmt: skip
 
 
 def get_task(name: str) -> Task:
@@ -205,31 +111,88 @@ def get_task(name: str) -> Task:
     return task
 
 
-def split_validation(task: Task, examples: list) -> tuple[list, list]:
+def get_field(record: dict, where: str, *keys: str):
+    """record[k1][k2]..., or an error naming where the record came from and the missing field."""
+    value = record
+    for depth, key in enumerate(keys):
+        if not isinstance(value, dict) or key not in value:
+            raise ValueError(f"{where}: missing field {'.'.join(keys[: depth + 1])!r}")
+        value = value[key]
+    return value
+
+
+def jiant_lines(task: Task, record: dict) -> list[tuple[str, dict]]:
+    """(where, line) to hand to jiant's reader: the record itself, or for MultiRC one passage line per
+    answer option (jiant's reader yields one example per option), so that errors name the option."""
+    where = record["_where"]
+    if task.name != "multirc":
+        return [(where, record)]
+    lines = []
+    for q, question in enumerate(get_field(record, where, "passage", "questions")):
+        answers = get_field(question, f"{where} question {q}", "answers")
+        if not answers:
+            raise ValueError(f"{where} question {q}: a question without answers")
+        for a, answer in enumerate(answers):
+            passage = {**record["passage"], "questions": [{**question, "answers": [answer]}]}
+            lines.append((f"{where} question {q} answer {a}", {**record, "passage": passage}))
+    return lines
+
+
+def read_examples(task: Task, records: list[dict], split: str) -> list[Example]:
+    """jiant's examples of the records (each with its "_where"), in file order; split: train or val."""
+    reader, labels = task.jiant, task.labels
+    examples = []
+    for record in records:
+        for where, line in jiant_lines(task, record):
+            try:
+                made = reader._create_examples(lines=[line], set_type=split)
+            except KeyError as e:
+                key = e.args[0]
+                field = next((k for k, v in line.items() if v == key and isinstance(v, str)), None)
+                problem = (
+                    f"missing field {key!r}"
+                    if field is None
+                    else f"{field} {key!r} is not one jiant's {task.name} reader knows"
+                )
+                raise ValueError(f"{where}: {problem}") from None
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"{where}: {e}") from None
+            for example in made:
+                label = example.label
+                if not any(label == known and type(label) is type(known) for known in labels):
+                    raise ValueError(f"{where}: label {label!r} is not one of {labels}")
+                examples.append(Example(where, example))
+    return examples
+
+
+def split_validation(task: Task, examples: list[Example], multirc_split: str = "option") -> tuple[list, list]:
     """The paper's protocol: (the first N validation examples, the rest) = (selection, test)."""
-    if len(examples) <= task.selection_size:
+    cut = task.selection_size
+    if task.name == "multirc" and check_choice("multirc_split", multirc_split, MULTIRC_SPLITS) == "question":
+        starts = [i for i, e in enumerate(examples) if i == 0 or e.question != examples[i - 1].question]
+        cut = starts[cut] if cut < len(starts) else len(examples)
+    if len(examples) <= cut:
         raise ValueError(
             f"{task.name}: the validation set has {len(examples)} examples, the protocol needs "
             f"more than the {task.selection_size} it uses for model selection"
         )
-    return examples[: task.selection_size], examples[task.selection_size :]
+    return examples[:cut], examples[cut:]
 
 
 class Encoded(Dataset):
-    """Model inputs of a list of examples; `groups[i]` is the example that input i came from."""
+    """Model inputs of a list of examples; `groups[i]` is what input i is scored with for EM (MultiRC's
+    question id) or, for the other tasks, the number of its example."""
 
-    def __init__(self, task: Task, examples: list[dict], encoder: Encoder, desc: str = "") -> None:
+    def __init__(self, examples: list[Example], featurizer: Featurizer, desc: str = "") -> None:
         self.features: list[dict] = []
         self.groups: list[int] = []
         progress = tqdm(examples, desc=f"encoding {desc}", leave=False, disable=len(examples) < 1000)
         for number, example in enumerate(progress):
             try:
-                features = task.encode(example, encoder)
+                self.features.append(featurizer(example.jiant))
             except ValueError as e:
-                where = example["_where"]
-                raise ValueError(str(e) if str(e).startswith(where) else f"{where}: {e}") from None
-            self.features += features
-            self.groups += [number] * len(features)
+                raise ValueError(f"{example.where}: {e}") from None
+            self.groups.append(number if example.question is None else example.question)
 
     def __len__(self) -> int:
         return len(self.features)

@@ -21,6 +21,7 @@ print one line and exit 2 (superglue.cli; `--debug` shows the traceback).
 
 import importlib.util
 import os
+import random
 import sys
 import time
 import types
@@ -34,20 +35,20 @@ from transformers import AutoTokenizer, HfArgumentParser, Trainer, TrainingArgum
 
 from badam.hf import clip_ratio_gradients
 from badam.hf_checkpoint import ResumableTrainerMixin
-from superglue.cli import DEBUG_HELP, run_cli
-from superglue.data import load_examples
-from superglue.encoding import Encoder
-from superglue.files import read_json, read_yaml, write_json_atomic
+from superglue.cli import DEBUG_HELP, check_choice, run_cli
+from superglue.data import TRAIN_FILES, load_examples
+from superglue.encoding import Featurizer
+from superglue.files import base_config, read_json, read_yaml, write_json_atomic
 from superglue.metrics import task_metrics
-from superglue.model import Collator, TaskModel, load_pretrained
-from superglue.optim import check_optimizer, prepare
+from superglue.model import Collator, TaskModel, check_model, load_pretrained
+from superglue.optim import BLOCK_LISTS, check_optimizer, prepare
 from superglue.run_dir import RunIdentity, check_checkpoint, claim, record, resume_point, run_directory, run_identity
 from superglue.selection import BestModel, EvaluateAtEnd
-from superglue.tasks import TASKS, Encoded, Task, get_task, split_validation
+from superglue.tasks import MULTIRC_SPLITS, TASKS, Encoded, Task, get_task, split_validation
 
 OUTPUT_ROOT = Path(__file__).resolve().parents[1] / "outputs"
-# Top-level config sections that are not run settings: read by superglue.aggregate.
-CONFIG_SECTIONS = ("tasks", "methods", "columns", "paper")
+# Top-level config sections that are not run settings: read by superglue.aggregate, or the base config.
+CONFIG_SECTIONS = ("tasks", "methods", "columns", "paper", "extends")
 # Flags that only the command line sets: what to run, and the one that deletes a run directory.
 COMMAND_LINE_ONLY = ("task", "optimizer", "config", "overwrite")
 RESUME_HINT = "the same command (a rerun continues from the newest complete checkpoint)"
@@ -61,12 +62,14 @@ class RunArgs:
     model_name: str = field(default="FacebookAI/roberta-large", metadata={"help": "encoder: hub name or local dir"})
     data_dir: str | None = field(default=None, metadata={"help": "dir of <Task>/train.jsonl, val.jsonl; none: the hub"})
     train_file: str = field(
-        default="train.jsonl", metadata={"help": "training file in the task dir (a, b: the first found)"}
+        default=TRAIN_FILES, metadata={"help": "training file in the task dir (a,b: the first found)"}
     )
     output_root: str = field(default=str(OUTPUT_ROOT), metadata={"help": "runs go to <output_root>/<run_name>/"})
     run_name: str | None = field(default=None, metadata={"help": "a folder name (<task>-<optimizer>-seed<seed>)"})
     overwrite: bool = field(default=False, metadata={"help": "delete <output_root>/<run_name>/ first and start afresh"})
-    seed: int = field(default=0, metadata={"help": "seed of the head's initialisation, dropout and data order"})
+    seed: int = field(
+        default=0, metadata={"help": "seed of the head's init, dropout and data order; -1: draw one (official)"}
+    )
     max_seq_length: int = field(default=256, metadata={"help": "tokens per input (jiant's default 256)"})
     learning_rate: float = field(default=1e-5, metadata={"help": "peak learning rate"})
     lr_scheduler_type: str = field(default="linear", metadata={"help": "decay after warmup (Trainer's names)"})
@@ -83,6 +86,9 @@ class RunArgs:
     adam_epsilon: float = field(default=1e-8, metadata={"help": "Adam epsilon"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm (jiant's 1.0); 0 disables"})
     eval_steps: int = field(default=100, metadata={"help": "evaluate on the selection split every this many steps"})
+    multirc_split: str = field(
+        default="option", metadata={"help": "MultiRC's selection part: N answer options (official) or N questions"}
+    )
     save_steps: int = field(default=500, metadata={"help": "full checkpoint (for resuming) every this many steps"})
     logging_steps: int = field(default=10, metadata={"help": "log the training loss every this many steps"})
     train_last_layer: bool = field(
@@ -92,12 +98,16 @@ class RunArgs:
     switch_mode: str = field(
         default="ascending", metadata={"help": "block order: ascending, descending, random, fixed"}
     )
+    block_list: str = field(
+        default="official", metadata={"help": "block: official (layers, pooler, head) or layers (see README)"}
+    )
     lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
-    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha"})
+    lora_alpha: int | None = field(default=None, metadata={"help": "LoRA alpha; none: 4 x rank (official)"})
     lora_dropout: float = field(default=0.1, metadata={"help": "LoRA dropout"})
     lora_target_modules: list[str] = field(
-        default_factory=lambda: ["query", "value"], metadata={"help": "LoRA targets"}
+        default_factory=lambda: ["query", "value"], metadata={"help": "LoRA targets (peft's default for RoBERTa)"}
     )
+    lora_pooler: bool = field(default=False, metadata={"help": "LoRA: train the pooler in full (official: frozen)"})
     update_ratio: float = field(default=0.1, metadata={"help": "sparse: share of each tensor that trains"})
     mask_mode: str = field(default="adjacent", metadata={"help": "sparse: adjacent or scatter"})
     bf16: bool = field(default=False, metadata={"help": "bf16 autocast (GPU)"})
@@ -131,7 +141,8 @@ def coerce(value, hint, where: str):
 
 
 def config_defaults(path: str, task: str | None) -> dict:
-    """Run settings from a YAML config: its top level, then its `tasks.<task>` section."""
+    """Run settings from a YAML config: those of the config it extends (`extends: paper.yaml`), then
+    its top level, then its `tasks.<task>` section."""
     root, values = read_yaml(path)
     if root is None:
         return {}
@@ -139,7 +150,8 @@ def config_defaults(path: str, task: str | None) -> dict:
         raise ValueError(f"{path}:1: expected a mapping of settings")
     hints = typing.get_type_hints(RunArgs)
     lines = {str(key.value): key.start_mark.line + 1 for key, _ in root.value}
-    settings = {}
+    base = base_config(path, values)
+    settings = {} if base is None else config_defaults(str(base), task)
 
     settable = sorted(set(hints) - set(COMMAND_LINE_ONLY))
 
@@ -175,6 +187,11 @@ def parse_args(argv: list[str] | None = None) -> RunArgs:
         raise ValueError(f"unknown argument(s) {' '.join(unknown)} (--help lists the flags)")
     args.task = get_task(args.task).name
     check_optimizer(args.optimizer)
+    check_choice("multirc_split", args.multirc_split, MULTIRC_SPLITS)
+    check_choice("block_list", args.block_list, BLOCK_LISTS)
+    if args.seed == -1:  # the official code's default: a fresh seed, recorded in the run name and results
+        args.seed = random.SystemRandom().randrange(2**31)
+        print(f"[superglue] --seed -1: drew seed {args.seed}")
     for name in ("max_train_examples", "max_eval_examples"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name} {getattr(args, name)}: expected at least 1 (leave it out for every example)")
@@ -247,11 +264,15 @@ def main(argv: list[str] | None = None) -> dict:
         if importlib.util.find_spec("wandb") is None:
             raise ImportError("--wandb_project needs the wandb package: pip install wandb")
         os.environ.setdefault("WANDB_PROJECT", args.wandb_project)
+    check_model(args.model_name)  # before the data: a model that cannot be had fails at once
     started = time.time()
 
     train_examples, train_source = load_examples(task, "train", args.data_dir, args.train_file)
+    wanted = args.train_file.split(",")[0].strip()
+    if args.data_dir is not None and Path(train_source).name != wanted:
+        print(f"[superglue] {task.name}: no {wanted} in {Path(train_source).parent}; training on {train_source}")
     val_examples, val_source = load_examples(task, "val", args.data_dir)
-    selection, test = split_validation(task, val_examples)
+    selection, test = split_validation(task, val_examples, args.multirc_split)
     parts = {
         "train": train_examples[: args.max_train_examples],
         "selection": selection[: args.max_eval_examples],
@@ -264,8 +285,8 @@ def main(argv: list[str] | None = None) -> dict:
         return read_json(run_dir / "results.json")
 
     tokenizer = load_pretrained(AutoTokenizer.from_pretrained, args.model_name)
-    encoder = Encoder(tokenizer, args.max_seq_length)
-    data = {part: Encoded(task, examples, encoder, f"{task.name} {part}") for part, examples in parts.items()}
+    featurizer = Featurizer(tokenizer, args.max_seq_length)
+    data = {part: Encoded(examples, featurizer, f"{task.name} {part}") for part, examples in parts.items()}
 
     training_args = training_arguments(args, run_dir, run_name)
     set_seed(args.seed)  # the head's initialisation

@@ -43,7 +43,12 @@ def task_texts(limit: int = 200) -> list[str]:
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
-    """A byte-level BPE trained here (no download), wrapped as RoBERTa's fast tokenizer (offsets work)."""
+    return build_tokenizer()
+
+
+def build_tokenizer():
+    """A byte-level BPE trained here on the SuperGLUE text (no download), wrapped as RoBERTa's tokenizer:
+    jiant reads it as it reads roberta-large's, so inputs can be compared token for token."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import RobertaTokenizerFast
 

@@ -25,8 +25,6 @@ def smoke_argv(
         str(model),
         "--data_dir",
         str(data_dir),
-        "--train_file",
-        "train.jsonl,train32.jsonl",
         "--output_root",
         str(output_root),
         "--max_steps",

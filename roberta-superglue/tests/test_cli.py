@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -77,7 +78,7 @@ def test_data_errors_name_the_directory_file_and_line(train_error, tmp_path):
         in train_error(data_dir=data)
     )
     (data / "RTE" / "train.jsonl").write_text(RTE_RECORD + "\n")
-    (data / "RTE" / "val.jsonl").write_text(json.dumps({"premise": "a", "hypothesis": "b", "idx": 0}) + "\n")
+    (data / "RTE" / "val.jsonl").write_text(RTE_RECORD + "\n")
     assert "the validation set has 1 examples, the protocol needs more than the 128" in train_error(data_dir=data)
     (data / "RTE" / "val.jsonl").write_text("\n".join([json.dumps({"premise": "a", "idx": 0})] * 200))
     assert f"{data / 'RTE' / 'val.jsonl'}:1: missing field 'hypothesis'" in train_error(data_dir=data)
@@ -119,21 +120,33 @@ def test_model_errors_say_what_to_pass(train_error, tmp_path, tiny_model, monkey
     assert f"--model_name: {cut / 'model.safetensors'} is truncated" in train_error(model_name=cut)
     import huggingface_hub.constants
 
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # as without network, minus the retries
+    hint = "pass a local model directory, --model_name DIR (a model saved with save_pretrained)"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     assert (
-        "--model_name: model 'someone/no-such-model' was not found locally and there is no network: pass a local "
-        "model directory"
+        "--model_name: no local model was given: 'someone/no-such-model' is a hub id that is not in the local cache "
+        f"and HF_HUB_OFFLINE is set; {hint}"
     ) in train_error(model_name="someone/no-such-model")
+    # Without a network: at once, not after the hub client's minute of retries.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    started = time.monotonic()
+    line = train_error(model_name="FacebookAI/roberta-large")
+    assert time.monotonic() - started < 15
+    assert "'FacebookAI/roberta-large' is a hub id that is not in the local cache and the hub (127.0.0.1)" in line
+    assert f"cannot be reached (Connection refused); {hint}" in line
 
 
-def test_hub_data_without_network_says_to_pass_data_dir(monkeypatch, capsys, tmp_path):
+def test_hub_data_without_network_says_to_pass_data_dir(monkeypatch, capsys, tmp_path, tiny_model):
     import datasets.config
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     line = cli_error(
-        monkeypatch, capsys, train.main, ["--task", "rte", "--optimizer", "adam", "--output_root", str(tmp_path)]
+        monkeypatch,
+        capsys,
+        train.main,
+        ["--task", "rte", "--optimizer", "adam", "--output_root", str(tmp_path), "--model_name", str(tiny_model)],
     )
     assert "aps/super_glue/rte:train is not in the local datasets cache and could not be downloaded" in line
     assert "pass --data_dir with the SuperGLUE task directories" in line
@@ -192,3 +205,16 @@ def test_python_m_entry_points(tmp_path):
     debug = python_m("superglue.aggregate", "--results_dir", str(tmp_path), "--debug")
     assert debug.returncode == 1 and "Traceback" in debug.stderr
     assert f"FileNotFoundError: no results.json under --results_dir {tmp_path}" in debug.stderr
+
+
+def test_readme_help_command_runs_as_written():
+    readme = (SUBPROJECT / "README.md").read_text()
+    (command,) = [line for line in readme.splitlines() if line.endswith("-m superglue.train --help")]
+    assert command.startswith("PYTHONPATH=roberta-superglue .venv/bin/python ")
+    command = command.replace(".venv/bin/python", sys.executable)  # the interpreter running the tests
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run(
+        ["bash", "-c", command], cwd=SUBPROJECT.parent, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: python -m superglue.train") and "--multirc_split" in result.stdout

@@ -6,13 +6,14 @@ import pytest
 
 from superglue.data import from_hub, load_examples, local_file, task_dir
 from superglue.files import read_jsonl, write_json_atomic
-from superglue.tasks import TASKS, get_task
+from superglue.tasks import TASKS, get_task, read_examples
 
-# Examples in the shared files: records per line, except MultiRC (questions; 83 passages in val).
+# jiant's examples in the shared files: one per line, except MultiRC (one per answer option; 83
+# passages, 953 questions in val).
 REAL_SIZES = {
     "boolq": (32, 3270),
     "copa": (400, 100),
-    "multirc": (None, 953),
+    "multirc": (None, 4848),
     "rte": (2490, 277),
     "wic": (5428, 638),
     "wsc": (554, 104),
@@ -22,26 +23,27 @@ REAL_SIZES = {
 @pytest.mark.parametrize("name", sorted(TASKS))
 def test_real_files_load(data_dir, name):
     task = get_task(name)
-    train_file = "train.jsonl,train32.jsonl"  # BoolQ and MultiRC have only FewGLUE's 32 here
-    train, train_source = load_examples(task, "train", data_dir, train_file)
+    train, train_source = load_examples(task, "train", data_dir)  # BoolQ, MultiRC: FewGLUE's train32.jsonl
     val, val_source = load_examples(task, "val", data_dir)
     expected_train, expected_val = REAL_SIZES[name]
     assert len(val) == expected_val
     if expected_train is not None:
         assert len(train) == expected_train
     assert val_source.endswith(f"{task.official_name}/val.jsonl")
-    assert train_source.endswith(".jsonl")
-    assert val[0]["_where"] == f"{val_source}:1" or name == "multirc"
-    assert all("label" in r for r in val) or name == "multirc"
+    assert train_source.endswith("train32.jsonl" if name in ("boolq", "multirc") else "train.jsonl")
+    assert val[0].where == (f"{val_source}:1 question 0 answer 0" if name == "multirc" else f"{val_source}:1")
+    assert val[0].jiant.guid.startswith("val-") and train[0].jiant.guid.startswith("train-")
 
 
-def test_multirc_examples_are_questions(data_dir):
+def test_multirc_examples_are_answer_options(data_dir):
     val, source = load_examples(get_task("multirc"), "val", data_dir)
-    assert sum(len(q["answers"]) for q in val) == 4848
-    assert val[0]["_where"] == f"{source}:1 question 0"
-    assert val[0]["question"].startswith("Would the mass of a baseball")
-    assert val[0]["passage"].startswith("What causes a change in motion?")
-    assert [a["label"] for a in val[0]["answers"]] == [0, 1, 1, 0]
+    assert len({e.question for e in val}) == 953
+    first = [e for e in val if e.question == 0]
+    assert [e.where for e in first] == [f"{source}:1 question 0 answer {a}" for a in range(4)]
+    assert first[0].jiant.question.startswith("Would the mass of a baseball")
+    assert first[0].jiant.paragraph.startswith("What causes a change in motion?")
+    assert [e.jiant.label for e in first] == [0, 1, 1, 0]
+    assert first[3].jiant.guid == "val-0-0-3"  # jiant's passage-question-answer
 
 
 def test_task_dir_any_case_and_train_file_fallback(tmp_path):
@@ -133,9 +135,10 @@ def test_hub_rows_become_official_records():
     passages = from_hub(get_task("multirc"), rows, "hub")
     assert [p["idx"] for p in passages] == [0, 1]
     assert [[a["label"] for a in q["answers"]] for q in passages[0]["passage"]["questions"]] == [[1, 0], [0]]
-    questions = get_task("multirc").examples(passages)
-    assert [(q["passage"], q["question"], len(q["answers"])) for q in questions] == [
-        ("P0", "Q0", 2),
-        ("P0", "Q0", 1),
-        ("P1", "Q2", 1),
+    options = read_examples(get_task("multirc"), passages, "val")
+    assert [(o.jiant.paragraph, o.jiant.question, o.jiant.answer, o.question) for o in options] == [
+        ("P0", "Q0", "a", 0),
+        ("P0", "Q0", "b", 0),
+        ("P0", "Q0", "c", 1),
+        ("P1", "Q2", "d", 2),
     ]

@@ -143,6 +143,8 @@ def test_incomplete_checkpoints_are_skipped_saying_why(tmp_path, tiny_model, dat
 
 
 def test_a_rerun_with_other_settings_is_refused_naming_them(tmp_path, tiny_model, data_dir):
+    other_model = shutil.copytree(tiny_model, tmp_path / "other-model")
+
     def argv(*extra, optimizer="adam"):
         return smoke_argv(tmp_path, tiny_model, data_dir, "rte", optimizer, *extra, name="rte-run")
 
@@ -157,7 +159,7 @@ def test_a_rerun_with_other_settings_is_refused_naming_them(tmp_path, tiny_model
             "--seed",
             "1",
         ): "seed: 0 in the run, 1 now; learning_rate: 0.001 in the run, 0.002 now",
-        ("--model_name", str(tmp_path)): f"model_name: '{tiny_model}' in the run, '{tmp_path}' now",
+        ("--model_name", str(other_model)): f"model_name: '{tiny_model}' in the run, '{other_model}' now",
         ("--max_train_examples", "12"): "max_train_examples: 16 in the run, 12 now; train data: 16 examples of ",
     }
     for extra, named in refusals.items():

@@ -16,7 +16,7 @@ def test_run_all_trains_tabulates_and_reports_failures(tiny_model, data_dir, tmp
         "PYTHON": sys.executable,
         "DATA_DIR": str(data_dir),
         "OUT_DIR": str(out),
-        "TASKS": "copa cb",
+        "TASKS": "copa boolq cb",
         "OPTIMIZERS": "block",
         "OMP_NUM_THREADS": "1",
     }  # a tiny model: no extra threads
@@ -40,10 +40,15 @@ def test_run_all_trains_tabulates_and_reports_failures(tiny_model, data_dir, tmp
     assert "[run_all] failed: cb/block" in result.stderr
     results = json.loads((out / "copa-block-seed0" / "results.json").read_text())
     # The config's settings, the flags' overrides.
-    assert results["config"]["eval_steps"] == 25 and results["config"]["switch_mode"] == "ascending"
+    assert results["config"]["eval_steps"] == 100 and results["config"]["switch_mode"] == "ascending"
     assert results["global_step"] == 3 and results["examples"]["selection"] == 8
+    # The shared data's layout works as it is: BoolQ trains on FewGLUE's train32.jsonl, saying so.
+    boolq = json.loads((out / "boolq-block-seed0" / "results.json").read_text())
+    assert boolq["sources"]["train"].endswith("BoolQ/train32.jsonl")
+    assert f"boolq: no train.jsonl in {data_dir / 'BoolQ'}; training on" in result.stdout
     table = (out / "table.md").read_text().splitlines()
-    assert table[4].startswith(f"| BAdam | - | 0.85 | {results['test']['score']:.3f} | 0.69 |")
+    row = f"| BAdam | {boolq['test']['score']:.3f} | 0.85 | {results['test']['score']:.3f} | 0.69 |"
+    assert table[4].startswith(row)
 
     usage = subprocess.run(["bash", str(SCRIPTS / "run_task.sh")], env=env, capture_output=True, text=True)
     assert usage.returncode == 2 and "Usage: run_task.sh TASK OPTIMIZER" in usage.stdout

@@ -89,9 +89,9 @@ def test_sparse_trains_a_share_of_every_tensor(tmp_path, tiny_model, data_dir):
 
 
 def test_lora_trains_adapters_and_the_head_only(tmp_path, tiny_model, data_dir):
-    results = run(tmp_path, tiny_model, data_dir, "multirc", "lora")
+    results = run(tmp_path, tiny_model, data_dir, "multirc", "lora", "--lora_r", "2")
     assert results["selection"].keys() == {"f1a", "em", "score"}
-    assert results["inputs"]["selection"] > results["examples"]["selection"] == 8  # one input per answer option
+    assert results["inputs"]["selection"] == results["examples"]["selection"] == 8  # one input per answer option
     before, after = initial(tiny_model, "classification"), weights(tmp_path, results)
     base = "base_model.model."
     query = "encoder.encoder.layer.1.attention.self.query"
@@ -99,9 +99,16 @@ def test_lora_trains_adapters_and_the_head_only(tmp_path, tiny_model, data_dir):
     dense = "encoder.encoder.layer.0.output.dense.weight"
     assert changed(before, after, dense, base + dense) == 0
     assert after[f"{base}{query}.lora_B.default.weight"].abs().sum() > 0  # B starts at zero
-    for module in ("head", "encoder.pooler"):
-        trained = f"{base}{module}.modules_to_save.default.dense.weight"
-        assert changed(before, after, f"{module}.dense.weight", trained) > 0.9, module
+    assert after[f"{base}{query}.lora_A.default.weight"].shape[0] == 2
+    assert changed(before, after, "head.dense.weight", f"{base}head.modules_to_save.default.dense.weight") > 0.9
+    # The official code's LoRA: alpha 4 x rank, the pooler frozen; --lora_pooler trains it.
+    peft = json.loads((tmp_path / results["run_name"] / "checkpoint-2" / "adapter_config.json").read_text())
+    assert (peft["r"], peft["lora_alpha"], peft["lora_dropout"]) == (2, 8, 0.1)
+    pooler = "encoder.pooler.dense.weight"
+    assert changed(before, after, pooler, base + pooler) == 0
+    results = run(tmp_path, tiny_model, data_dir, "multirc", "lora", "--lora_pooler", "true", name="pooler")
+    trained = f"{base}encoder.pooler.modules_to_save.default.dense.weight"
+    assert changed(before, weights(tmp_path, results), pooler, trained) > 0.9
 
 
 class Crash(EvaluateAtEnd):
@@ -137,7 +144,19 @@ def test_config_sets_defaults_and_names_bad_lines(tmp_path):
     args = train.parse_args(["--config", str(config), "--task", "WSC", "--optimizer", "block", "--seed", "3"])
     assert (args.task, args.learning_rate, args.num_train_epochs, args.batch_size) == ("wsc", 1e-5, 32, 16)
     assert (args.switch_every, args.switch_mode, args.train_last_layer) == (100, "ascending", True)
-    assert (args.eval_steps, args.seed) == (25, 3)  # the config's tasks.wsc section; the flag wins
+    assert (args.eval_steps, args.save_steps, args.seed) == (100, 200, 3)  # tasks.wsc's save_steps; the flag wins
+    assert (args.multirc_split, args.block_list, args.lora_alpha, args.lora_pooler) == (
+        "option",
+        "official",
+        None,
+        False,
+    )
+    ours = Path(__file__).resolve().parents[1] / "configs" / "ours.yaml"  # extends paper.yaml
+    args = train.parse_args(["--config", str(ours), "--task", "wsc", "--optimizer", "lora"])
+    assert (args.eval_steps, args.save_steps, args.learning_rate, args.num_train_epochs) == (25, 200, 1e-5, 32)
+    assert (args.multirc_split, args.block_list, args.lora_alpha, args.lora_pooler) == ("question", "layers", 16, True)
+    args = train.parse_args(["--config", str(ours), "--task", "rte", "--optimizer", "lora", "--seed", "-1"])
+    assert 0 <= args.seed < 2**31  # drawn, as the official code's -1
     bad = tmp_path / "bad.yaml"
     bad.write_text("learning_rate: 1e-5\nbatch_size: 16\nlearnin_rate: 2\n")
     with pytest.raises(ValueError, match=rf"^{bad}:3: unknown setting 'learnin_rate'"):
