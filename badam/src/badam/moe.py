@@ -43,8 +43,7 @@ def _expert_blocks(experts: str, names: Sequence[str], experts_per_block: int | 
     if not fused and all(head.isdigit() for head in heads):
         if experts_per_block is None:
             return [[experts]]
-        indices = sorted(map(int, heads))
-        per = experts_per_block
+        indices, per = sorted(map(int, heads)), experts_per_block
         return [[f"{experts}{i}." for i in indices[at : at + per]] for at in range(0, len(indices), per)]
     if experts_per_block is not None:
         raise ValueError(
