@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job: set up the environment if needed, then llama-alpaca's demo: BAdam, LoRA and full Adam
-# fine-tune a tiny Llama on the shipped instruction set on CPU, writing the three loss curves to
-# llama-alpaca/outputs/demo/loss.png and the memory/time table to summary.md (also printed). Extra
-# arguments override every run (e.g. --max_steps 60).
+# fine-tune the small pretrained Llama (built and cached in .cache/small-llama on the first run, with
+# a progress bar) on the Alpaca-GPT4 sample on CPU, writing the three loss curves to
+# llama-alpaca/outputs/demo/loss.png and the memory/time table to summary.md (also printed). The
+# quick version of scripts/reproduce_cpu.sh. Extra arguments override every run (e.g. --max_steps 40).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh"

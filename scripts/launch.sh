@@ -5,7 +5,7 @@
 #
 # ENGINE
 #   ddp     llama-alpaca SFT through the HF Trainer (python -m alpaca_sft.train), DDP.
-#           Arguments: an alpaca_sft config YAML and/or flags, e.g. llama-alpaca/configs/llama2_7b_badam.yaml
+#           Arguments: an alpaca_sft config YAML and/or flags, e.g. llama-alpaca/configs/llama2_7b_badam_paper.yaml
 #   zero3   the same, on DeepSpeed ZeRO-3 (adds --deepspeed scripts/configs/ds_z3_config.json)
 #   fsdp2   the same, on FSDP2: accelerate launch with scripts/configs/accelerate_fsdp2.yaml (GPUs)
 #   loop-ddp, loop-fsdp2, loop-zero3   scripts/train_distributed.py --engine ddp|fsdp2|zero3: the
@@ -20,8 +20,8 @@
 #   HOSTFILE       LAUNCHER=deepspeed only: start every node of the hostfile from this one (over ssh)
 #
 # Examples
-#   bash scripts/launch.sh zero3 llama-alpaca/configs/llama3_8b_badam.yaml                   # one node, all GPUs
-#   bash scripts/launch.sh fsdp2 llama-alpaca/configs/llama3_8b_badam.yaml
+#   bash scripts/launch.sh zero3 llama-alpaca/configs/llama3_8b_badam_paper.yaml                   # one node, all GPUs
+#   bash scripts/launch.sh fsdp2 llama-alpaca/configs/llama3_8b_badam_paper.yaml
 #   NNODES=4 NODE_RANK=$RANK MASTER_ADDR=node0 bash scripts/launch.sh loop-fsdp2 --model meta-llama/Meta-Llama-3-70B \
 #       --data alpaca_gpt4_en.json --switch_every 50 --steps 3000                          # the paper's 70B shape
 set -euo pipefail

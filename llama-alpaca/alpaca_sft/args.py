@@ -1,7 +1,7 @@
 """The command line: typed dataclass arguments, from flags, a YAML file, or a YAML file plus flags.
 
     python -m alpaca_sft.train --model_name_or_path meta-llama/Llama-2-7b-hf --dataset alpaca_gpt4_en ...
-    python -m alpaca_sft.train configs/llama2_7b_badam.yaml [--learning_rate 1e-6 ...]   # flags override
+    python -m alpaca_sft.train configs/llama2_7b_badam_paper.yaml [--learning_rate 1e-6 ...]   # flags override
 
 Besides these, every `transformers.TrainingArguments` flag is accepted (learning rate, scheduler,
 epochs, batch size, accumulation, bf16, gradient checkpointing, eval/save steps, report_to, ...).

@@ -1,7 +1,9 @@
-"""The demo's instruction set: small, deterministic and learnable by a tiny model in minutes on CPU.
+"""A small instruction set (`--dataset demo`): deterministic and learnable by a tiny model in minutes on CPU.
 
 Four string tasks (reverse, uppercase, sort the letters, add two numbers) phrased as Alpaca records,
-so the loss curves of a short run mean something. Regenerate the shipped file with
+so the loss of a short run means something; the tests train on it, and config-built models' tokenizer
+is trained on it (alpaca_sft.model). The demo itself uses the real Alpaca-GPT4 sample on a pretrained
+base (configs/demo.yaml). Regenerate the shipped file with
 
     python -m alpaca_sft.demo_data            # writes data/demo_instructions.jsonl
 """

@@ -4,7 +4,9 @@ Forward is `compute_loss` during training, backward the rest of `training_step` 
 micro-batches of a step), update the optimizer's `step()` between the Trainer's pre/post optimizer
 step events. CUDA is synchronised at each boundary so the split is real. Optimizers that update
 inside backward (LOMO, BREAD-SGD, sparse's gradient gathering) count that work as backward. The
-logs gain `tokens_per_second` (non-padding tokens over the logging interval).
+logs gain `tokens_per_second` (non-padding tokens over the logging interval) and `train_seconds`
+(forward + backward + update time of the steps this process ran, evaluation left out: loss-against-time
+curves; a resumed run starts it again at 0).
 """
 
 from __future__ import annotations
@@ -87,7 +89,12 @@ class _TimerCallback(TrainerCallback):
         self.timer.end_step(state.epoch)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs is None or "loss" not in logs:
+        if logs is None:
+            return
+        logs["train_seconds"] = round(sum(s["forward"] + s["backward"] + s["update"] for s in self.timer.steps), 3)
+        if state.log_history and state.log_history[-1].get("step") == state.global_step:
+            state.log_history[-1]["train_seconds"] = logs["train_seconds"]
+        if "loss" not in logs:
             return
         now = time.perf_counter()
         logs["tokens_per_second"] = round((self.timer.tokens - self.log_tokens) / max(now - self.log_time, 1e-9), 1)

@@ -1,6 +1,6 @@
 """Supervised fine-tuning on Alpaca-format data with BAdam or a baseline: the training entry point.
 
-    PYTHONPATH=llama-alpaca python -m alpaca_sft.train llama-alpaca/configs/demo_block.yaml
+    PYTHONPATH=llama-alpaca python -m alpaca_sft.train llama-alpaca/configs/llama2_7b_badam_paper.yaml
     PYTHONPATH=llama-alpaca python -m alpaca_sft.train --model_name_or_path meta-llama/Llama-2-7b-hf \
         --dataset alpaca_gpt4_en --finetuning_type block --output_dir outputs/run ...   # --help for all
 

@@ -27,6 +27,12 @@ def alpaca_sample() -> Path:
 
 
 @pytest.fixture(scope="session")
+def base_cache(tmp_path_factory) -> Path:
+    """Where the scripts' tests build the minimal small bases (scripts/small_base.py), once per session."""
+    return tmp_path_factory.mktemp("bases")
+
+
+@pytest.fixture(scope="session")
 def tokenizer():
     from alpaca_sft.model import demo_tokenizer
 

@@ -1,6 +1,0 @@
-#!/usr/bin/env bash
-# Paper configuration: Llama 2-7B, GaLore AdamW (galore-torch) on the attention and MLP linear layers (configs/llama2_7b_galore.yaml).
-# Extra arguments override the config, e.g. --report_to wandb or --resume_from_checkpoint last.
-set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
-exec "$PYTHON" -m alpaca_sft.train llama-alpaca/configs/llama2_7b_galore.yaml "$@"

@@ -1,6 +1,0 @@
-#!/usr/bin/env bash
-# Paper configuration: Llama 2-7B, LOMO (lomo-optim): SGD fused into backward; gradient clipping off (configs/llama2_7b_lomo.yaml).
-# Extra arguments override the config, e.g. --report_to wandb or --resume_from_checkpoint last.
-set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
-exec "$PYTHON" -m alpaca_sft.train llama-alpaca/configs/llama2_7b_lomo.yaml "$@"

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The paper's protocol: Llama 3-8B, badam (configs/llama3_8b_badam_paper.yaml).
+# Extra arguments override the config, e.g. --report_to wandb or --resume_from_checkpoint last.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+exec "$PYTHON" -m alpaca_sft.train llama-alpaca/configs/llama3_8b_badam_paper.yaml "$@"
