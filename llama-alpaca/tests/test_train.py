@@ -318,7 +318,9 @@ def test_cli_errors_name_the_file_or_parameter(tiny_config, tmp_path, monkeypatc
         return cli_error(monkeypatch, capsys, argv)
 
     assert "model directory /no/such/model does not exist" in error(model="/no/such/model")
+    # huggingface_hub reads HF_HUB_OFFLINE once, at import: without its constant the lookup retries for a minute.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     assert "model 'someone/no-such-model' was not found locally and could not be downloaded" in error(
         model="someone/no-such-model"
     )
