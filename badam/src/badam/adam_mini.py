@@ -80,6 +80,17 @@ def _partition(
     return "head", heads, True
 
 
+def advance_state(state: dict[str, Any], param: torch.Tensor, blocks: int) -> dict[str, Any]:
+    """A tensor's Adam-mini state, created at its first step, with the step counted: AdamMini.step
+    and badam.tensor_step's sliced step share it, so either continues from the other."""
+    if not state:
+        state["step"] = 0
+        state["m"] = torch.zeros_like(param)
+        state["v"] = param.new_zeros(blocks)
+    state["step"] += 1
+    return state
+
+
 def update_blocks(
     group: dict[str, Any], w: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, t: int
 ) -> torch.Tensor:
@@ -181,12 +192,7 @@ class AdamMini(Optimizer):
                     continue
                 if param.grad.is_sparse:
                     raise RuntimeError(f"AdamMini does not support sparse gradients ({group['name']})")
-                state = self.state[param]
-                if not state:
-                    state["step"] = 0
-                    state["m"] = torch.zeros_like(param)
-                    state["v"] = param.new_zeros(blocks)
-                state["step"] += 1
+                state = advance_state(self.state[param], param, blocks)
                 # Every partition is a (blocks, block size) view of the tensor, so one code path
                 # serves heads, rows and whole tensors. Nothing of the tensor's size is allocated:
                 # a gradient upcast by BlockOptimizer is already the largest buffer of the step.

@@ -29,7 +29,7 @@ import torch
 from torch.distributed.tensor import DTensor
 from torch.optim import Optimizer
 
-from .adam_mini import AdamMini, update_blocks
+from .adam_mini import AdamMini, advance_state, update_blocks
 
 SLICES_PER_BLOCK = 256  # the fp32 temporary is 1/256 of what is stepped: 0.016 bytes per parameter
 MIN_SLICE = 4096  # elements: smaller slices cost more in launches than they save
@@ -166,12 +166,7 @@ def _adam_mini(
 ) -> torch.Tensor | None:
     """AdamMini.step's arithmetic (adam_mini.update_blocks), on slices of whole Hessian blocks."""
     blocks = group["blocks"]
-    state = optimizer.state[master]
-    if not state:
-        state["step"] = 0
-        state["m"] = torch.zeros_like(master)
-        state["v"] = master.new_zeros(blocks)
-    state["step"] += 1
+    state = advance_state(optimizer.state[master], master, blocks)
     rows_master, rows_grad = master.view(blocks, -1), grad.reshape(blocks, -1)
     rows_m, v = state["m"].view(blocks, -1), state["v"]
     rows_param = None if param is None else param.view(blocks, -1)
