@@ -48,7 +48,9 @@ PUBLISHED_DIR = ROOT / ".bench" / "published"
 
 
 @dataclass
-class Args:
+class ModelShape:
+    """The CPU-sized bf16 Llama and batch the benchmarks share (bench_memory_floor.py, bench_ratio.py)."""
+
     layers: int = 8  # decoder layers (= BAdam blocks D)
     hidden: int = 512  # hidden size
     intermediate: int = 1376  # MLP size (Llama's 2.6875 x hidden)
@@ -56,6 +58,10 @@ class Args:
     vocab: int = 1024  # keeps the LM head at Llama 2-7B's ~2% of the layers' compute (32000 would be 65% here)
     batch: int = 4  # sequences per step
     seq: int = 256  # tokens per sequence
+
+
+@dataclass
+class Args(ModelShape):
     switch_every: int = 4  # K
     lr: float = 1e-5  # inner AdamW learning rate
     published: str = "auto"  # auto: install/use the published package; off: skip it
@@ -110,7 +116,7 @@ def load_published():
 def parse_dataclass_args(args_cls: type, argv: list[str] | None, description: str):
     """An `args_cls` dataclass from the command line: each field a --flag-with-dashes, bools as switches.
 
-    The benchmark scripts share it (bench_memory_floor.py, bench_distributed_memory.py).
+    The benchmark scripts share it (bench_memory_floor.py, bench_ratio.py, bench_distributed_memory.py).
     """
     parser = argparse.ArgumentParser(description=description)
     for name, default in asdict(args_cls()).items():

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 
 import torch
-from bench_core import build_model, parse_dataclass_args
+from bench_core import ModelShape, build_model, parse_dataclass_args
 from tqdm import tqdm
 
 from badam import AdamMini, BlockOptimizer
@@ -43,14 +43,7 @@ TARGETS = {  # issue 14: bytes per active parameter
 
 
 @dataclass
-class Args:
-    layers: int = 8  # decoder layers (= BAdam blocks D)
-    hidden: int = 512  # hidden size
-    intermediate: int = 1376  # MLP size (Llama's 2.6875 x hidden)
-    heads: int = 8  # attention heads
-    vocab: int = 1024  # keeps the LM head a small share of the compute, as in Llama 2-7B
-    batch: int = 4  # sequences per step
-    seq: int = 256  # tokens per sequence
+class Args(ModelShape):
     switch_every: int = 4  # K
     lr: float = 1e-5  # inner learning rate
     memory_steps: int = 6  # steps measured for memory (crossing a block switch)

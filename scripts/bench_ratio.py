@@ -24,28 +24,27 @@ with the same settings, unless --published off. Run:
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
-from bench_core import PHASES, build_model, load_published, timed_step  # scripts/ is on sys.path
+from bench_core import (  # scripts/ is on sys.path
+    PHASES,
+    ModelShape,
+    build_model,
+    load_published,
+    parse_dataclass_args,
+    timed_step,
+)
 
 from badam.memory import held_bytes
 from badam.ratio import BlockOptimizerRatio
 
 
 @dataclass
-class Args:
-    layers: int = 8  # decoder layers
-    hidden: int = 512  # hidden size
-    intermediate: int = 1376  # MLP size (Llama's 2.6875 x hidden)
-    heads: int = 8  # attention heads
-    vocab: int = 1024  # see scripts/bench_core.py: keeps the LM head at Llama 2-7B's share of compute
-    batch: int = 4  # sequences per step
-    seq: int = 256  # tokens per sequence
+class Args(ModelShape):
     update_ratio: float = 0.1
     switch_every: int = 10  # a switch every 10 steps, so the timed steps cross a few
     lr: float = 1e-5
@@ -150,14 +149,7 @@ def report(trainees: list[Trainee], args: Args) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    for name, default in asdict(Args()).items():
-        flag = f"--{name.replace('_', '-')}"
-        if isinstance(default, bool):
-            parser.add_argument(flag, action="store_true")
-        else:
-            parser.add_argument(flag, type=type(default), default=default)
-    args = Args(**vars(parser.parse_args(argv)))
+    parser, args = parse_dataclass_args(Args, argv, __doc__.split("\n")[0])
     if args.warmup < 2:
         parser.error("--warmup must be at least 2: dense AdamW makes its states in its first step")
     print(f"[bench] torch {torch.__version__}, {torch.get_num_threads()} threads; {args}", flush=True)
