@@ -9,8 +9,8 @@ weights cannot learn), so the demo and the CPU reproductions start from these. E
 byte-level BPE tokenizer trained here (`tokenizers`) and a model pretrained on real text that ships
 in ../shared/data: causal LM on the responses of the Alpaca-GPT4 sample, masked LM (15 %) on the
 training files of the SuperGLUE tasks. The dir is reused while `recipe.json` in it (the recipe, its
-seed, the data's hash) matches; otherwise it is rebuilt in a temporary dir and renamed into place, so
-a crash never leaves a half-written base. `recipe.json` also records the held-out loss before and
+seed, the data's hash) matches; otherwise it is rebuilt in a staging dir and renamed into place
+(badam.atomic.staged), so a crash never leaves a half-written base. `recipe.json` also records the held-out loss before and
 after pretraining.
 """
 
@@ -23,7 +23,6 @@ import json
 import math
 import os
 import random
-import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -32,6 +31,8 @@ from pathlib import Path
 
 import torch
 from tqdm import tqdm
+
+from badam.atomic import staged
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "llama-alpaca"))
@@ -271,15 +272,9 @@ def ensure_base(arch: str, preset: str = "default", cache: Path | None = None) -
         if _recorded(out) == wanted:
             return out
         print(f"[small_base] building {out} (recipe or data changed, or first run): a few minutes", file=sys.stderr)
-        tmp = cache / f".{out.name}.tmp{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        measured = pretrain(recipe, texts, tmp)
-        (tmp / "recipe.json").write_text(json.dumps({**wanted, **measured}, indent=1) + "\n")
-        old = cache / f".{out.name}.old{os.getpid()}"
-        if out.exists():
-            out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
+        with staged(out) as folder:  # a kill leaves the old base, or none, never half a new one
+            measured = pretrain(recipe, texts, folder)
+            (folder / "recipe.json").write_text(json.dumps({**wanted, **measured}, indent=1) + "\n")
     return out
 
 
